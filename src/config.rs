@@ -1,0 +1,451 @@
+//! Environment → typed settings, with every validation in one place.
+//!
+//! `Settings::from_vars` is pure (it takes the variables as a list), so the
+//! whole table of accepted and refused values is unit-tested without touching
+//! the process environment. A bad value is refused before anything starts,
+//! with a message naming the variable, the value and what is accepted.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default GID of the `docker` group (design §1).
+pub const DEFAULT_DOCKER_GID: u32 = 999;
+/// Default grace for the whole shutdown; below `docker stop`'s 10 s so the
+/// ordered stop finishes before the engine's SIGKILL.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(8);
+pub const DEFAULT_DOCKERD_LOG: &str = "/var/log/dockerd.log";
+/// Size at which the dockerd log is rotated (one old generation kept).
+pub const DEFAULT_DOCKERD_LOG_MAX: u64 = 10 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid {var}={value:?}: {accepted}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub value: String,
+    pub accepted: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+/// What `DOCKER_TLS_CERTDIR` asks for, with the upstream meaning.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", content = "dir", rename_all = "snake_case")]
+pub enum TlsSetting {
+    /// Unset: unix socket only (our default, design §4).
+    Off,
+    /// Set but empty: upstream listens on tcp 2375 without TLS.
+    PlainTcp,
+    /// Set: certificates under this directory, tcp 2376 with --tlsverify.
+    CertDir(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Settings {
+    /// `WS_DOCKER_ENABLE_CLIENT`: do any Docker work at all.
+    pub docker_enable_client: bool,
+    /// `WS_USER`: user for the main command; `None` = `workspace` if it exists, else root.
+    pub user: Option<String>,
+    /// `WS_DOCKER_GID`: GID of the `docker` group.
+    pub docker_gid: u32,
+    /// `WS_DOCKER_WAIT`: start the main command only once Docker answers.
+    pub docker_wait: bool,
+    /// `WS_DOCKERD_ARGS`: extra dockerd flags, split like a shell would (quotes honoured).
+    pub dockerd_args: Vec<String>,
+    /// `WS_STOP_TIMEOUT`: seconds the whole shutdown may take before SIGKILL.
+    pub stop_timeout: Duration,
+    /// `WS_LOG_LEVEL`.
+    pub log_level: LogLevel,
+    /// `WS_LOG_FORMAT`.
+    pub log_format: LogFormat,
+    /// `WS_DOCKERD_LOG`: dockerd's log file.
+    pub dockerd_log: PathBuf,
+    /// `DOCKER_HOST`, when set and non-empty.
+    pub docker_host: Option<String>,
+    /// `DOCKER_TLS_CERTDIR`.
+    pub tls: TlsSetting,
+    /// `DOCKER_TLS_SAN`: extra SANs, each with its own `DNS:`/`IP:` prefix.
+    pub tls_san: Vec<String>,
+    /// `DOCKER_IPTABLES_LEGACY`: `None` unset (auto), `Some(true)` non-empty, `Some(false)` empty.
+    pub iptables_legacy: Option<bool>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            docker_enable_client: false,
+            user: None,
+            docker_gid: DEFAULT_DOCKER_GID,
+            docker_wait: false,
+            dockerd_args: Vec::new(),
+            stop_timeout: DEFAULT_STOP_TIMEOUT,
+            log_level: LogLevel::Info,
+            log_format: LogFormat::Text,
+            dockerd_log: PathBuf::from(DEFAULT_DOCKERD_LOG),
+            docker_host: None,
+            tls: TlsSetting::Off,
+            tls_san: Vec::new(),
+            iptables_legacy: None,
+        }
+    }
+}
+
+const BOOL_ACCEPTED: &str = "expected one of 1/true/yes/on or 0/false/no/off (or empty)";
+
+fn err(var: &'static str, value: &str, accepted: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        value: value.to_string(),
+        accepted: accepted.into(),
+    }
+}
+
+/// The boolean grammar of design §4 (case-insensitive, surrounding blanks ignored).
+pub fn parse_bool(var: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(err(var, value, BOOL_ACCEPTED)),
+    }
+}
+
+fn parse_u32(var: &'static str, value: &str, max: u32) -> Result<u32, ConfigError> {
+    value
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|v| *v <= max)
+        .ok_or_else(|| err(var, value, format!("expected a whole number from 0 to {max}")))
+}
+
+/// Seconds, integer or decimal, not negative, at most a day.
+fn parse_seconds(var: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    let accepted = "expected a number of seconds from 0 to 86400 (for example 8 or 2.5)";
+    let secs: f64 = value.trim().parse().map_err(|_| err(var, value, accepted))?;
+    if !secs.is_finite() || !(0.0..=86400.0).contains(&secs) {
+        return Err(err(var, value, accepted));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Split a flag string the way a POSIX shell splits words: blanks separate,
+/// single quotes are literal, double quotes allow `\"` and `\\`, a backslash
+/// outside quotes escapes the next character. No expansion of any kind.
+pub fn split_words(var: &'static str, input: &str) -> Result<Vec<String>, ConfigError> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = input.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => cur.push(c),
+                        None => return Err(err(var, input, "unterminated single quote")),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => cur.push(c),
+                            Some(c) => {
+                                cur.push('\\');
+                                cur.push(c);
+                            }
+                            None => return Err(err(var, input, "unterminated double quote")),
+                        },
+                        Some(c) => cur.push(c),
+                        None => return Err(err(var, input, "unterminated double quote")),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(c) => cur.push(c),
+                    None => return Err(err(var, input, "trailing backslash")),
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+impl Settings {
+    /// Read the real process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        // Non-UTF-8 values are kept lossily so the error message can still show them.
+        Self::from_vars(
+            std::env::vars_os()
+                .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())),
+        )
+    }
+
+    /// Pure: build settings from a list of variables.
+    pub fn from_vars<I, K, V>(vars: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let env: HashMap<String, String> = vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        let get = |k: &str| env.get(k).map(String::as_str);
+        let mut s = Settings::default();
+
+        if let Some(v) = get("WS_DOCKER_ENABLE_CLIENT") {
+            s.docker_enable_client = parse_bool("WS_DOCKER_ENABLE_CLIENT", v)?;
+        }
+        if let Some(v) = get("WS_USER") {
+            let v = v.trim();
+            if v.contains(':') || v.contains(char::is_whitespace) {
+                return Err(err("WS_USER", v, "expected a user name or a numeric uid from /etc/passwd"));
+            }
+            if !v.is_empty() {
+                s.user = Some(v.to_string());
+            }
+        }
+        if let Some(v) = get("WS_DOCKER_GID") {
+            // 0 is root's group and 65534 nogroup: neither may become `docker`.
+            let gid = parse_u32("WS_DOCKER_GID", v, u32::MAX - 1)?;
+            if gid == 0 || gid == 65534 {
+                return Err(err(
+                    "WS_DOCKER_GID",
+                    v,
+                    "expected a group id other than 0 (root) and 65534 (nogroup), for example 999",
+                ));
+            }
+            s.docker_gid = gid;
+        }
+        if let Some(v) = get("WS_DOCKER_WAIT") {
+            s.docker_wait = parse_bool("WS_DOCKER_WAIT", v)?;
+        }
+        if let Some(v) = get("WS_DOCKERD_ARGS") {
+            s.dockerd_args = split_words("WS_DOCKERD_ARGS", v)?;
+            // Values may follow a flag, but the list must start with one:
+            // `dockerd --debug` here would pass "dockerd" as a stray argument.
+            if s.dockerd_args.first().is_some_and(|a| !a.starts_with('-')) {
+                return Err(err(
+                    "WS_DOCKERD_ARGS",
+                    v,
+                    "expected dockerd flags only (starting with -), for example \"--debug --mtu 1400\"",
+                ));
+            }
+        }
+        if let Some(v) = get("WS_STOP_TIMEOUT") {
+            s.stop_timeout = parse_seconds("WS_STOP_TIMEOUT", v)?;
+        }
+        if let Some(v) = get("WS_LOG_LEVEL") {
+            s.log_level = match v.trim().to_ascii_lowercase().as_str() {
+                "error" => LogLevel::Error,
+                "warn" | "warning" => LogLevel::Warn,
+                "" | "info" => LogLevel::Info,
+                "debug" => LogLevel::Debug,
+                "trace" => LogLevel::Trace,
+                _ => return Err(err("WS_LOG_LEVEL", v, "expected one of error, warn, info, debug, trace")),
+            };
+        }
+        if let Some(v) = get("WS_LOG_FORMAT") {
+            s.log_format = match v.trim().to_ascii_lowercase().as_str() {
+                "" | "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => return Err(err("WS_LOG_FORMAT", v, "expected text or json")),
+            };
+        }
+        if let Some(v) = get("WS_DOCKERD_LOG") {
+            if !v.starts_with('/') {
+                return Err(err("WS_DOCKERD_LOG", v, "expected an absolute file path"));
+            }
+            s.dockerd_log = PathBuf::from(v);
+        }
+        if let Some(v) = get("DOCKER_HOST") {
+            let v = v.trim();
+            if !v.is_empty() {
+                const SCHEMES: [&str; 5] = ["unix://", "tcp://", "ssh://", "fd://", "npipe://"];
+                if !SCHEMES.iter().any(|p| v.starts_with(p)) {
+                    return Err(err(
+                        "DOCKER_HOST",
+                        v,
+                        "expected unix:///path, tcp://host:port or ssh://user@host",
+                    ));
+                }
+                s.docker_host = Some(v.to_string());
+            }
+        }
+        if let Some(v) = get("DOCKER_TLS_CERTDIR") {
+            s.tls = if v.is_empty() {
+                TlsSetting::PlainTcp
+            } else if v.starts_with('/') {
+                TlsSetting::CertDir(PathBuf::from(v))
+            } else {
+                return Err(err(
+                    "DOCKER_TLS_CERTDIR",
+                    v,
+                    "expected an absolute directory such as /certs (empty: plain tcp 2375, unset: unix socket only)",
+                ));
+            };
+        }
+        if let Some(v) = get("DOCKER_TLS_SAN") {
+            s.tls_san = v.split_whitespace().map(str::to_string).collect();
+            if let Some(bad) = s.tls_san.iter().find(|x| !(x.starts_with("DNS:") || x.starts_with("IP:"))) {
+                return Err(err(
+                    "DOCKER_TLS_SAN",
+                    bad,
+                    "expected whitespace-separated names, each prefixed DNS: or IP: (for example \"DNS:docker.example IP:10.0.0.5\")",
+                ));
+            }
+        }
+        if let Some(v) = get("DOCKER_IPTABLES_LEGACY") {
+            // Upstream: set (even empty) decides; non-empty means legacy.
+            s.iptables_legacy = Some(!v.is_empty());
+        }
+        Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        Settings::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let s = parse(&[]).unwrap();
+        assert_eq!(s, Settings::default());
+        assert!(!s.docker_enable_client);
+        assert_eq!(s.docker_gid, 999);
+        assert_eq!(s.tls, TlsSetting::Off);
+        assert_eq!(s.iptables_legacy, None);
+    }
+
+    #[test]
+    fn booleans_accept_the_documented_words_in_any_case() {
+        for v in ["1", "true", "YES", "On", " true "] {
+            assert!(parse(&[("WS_DOCKER_ENABLE_CLIENT", v)]).unwrap().docker_enable_client, "{v}");
+        }
+        for v in ["0", "false", "No", "OFF", ""] {
+            assert!(!parse(&[("WS_DOCKER_ENABLE_CLIENT", v)]).unwrap().docker_enable_client, "{v}");
+        }
+    }
+
+    #[test]
+    fn bad_boolean_names_variable_value_and_accepted_words() {
+        let e = parse(&[("WS_DOCKER_ENABLE_CLIENT", "banana")]).unwrap_err();
+        assert_eq!(e.var, "WS_DOCKER_ENABLE_CLIENT");
+        let msg = e.to_string();
+        assert!(msg.contains("WS_DOCKER_ENABLE_CLIENT") && msg.contains("banana") && msg.contains("1/true/yes/on"), "{msg}");
+        assert!(parse(&[("WS_DOCKER_WAIT", "2")]).is_err());
+    }
+
+    #[test]
+    fn stop_timeout_accepts_seconds_and_refuses_negative_or_junk() {
+        assert_eq!(parse(&[("WS_STOP_TIMEOUT", "3")]).unwrap().stop_timeout, Duration::from_secs(3));
+        assert_eq!(parse(&[("WS_STOP_TIMEOUT", "0.5")]).unwrap().stop_timeout, Duration::from_millis(500));
+        assert_eq!(parse(&[("WS_STOP_TIMEOUT", "0")]).unwrap().stop_timeout, Duration::ZERO);
+        for bad in ["-3", "abc", "", "1e9", "NaN", "inf"] {
+            let e = parse(&[("WS_STOP_TIMEOUT", bad)]).unwrap_err();
+            assert_eq!(e.var, "WS_STOP_TIMEOUT", "{bad}");
+            assert!(e.to_string().contains("seconds"));
+        }
+    }
+
+    #[test]
+    fn docker_gid_must_be_a_usable_group_number() {
+        assert_eq!(parse(&[("WS_DOCKER_GID", "2375")]).unwrap().docker_gid, 2375);
+        for bad in ["0", "65534", "-1", "docker", "4294967295", ""] {
+            assert!(parse(&[("WS_DOCKER_GID", bad)]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dockerd_args_are_split_like_a_shell() {
+        let s = parse(&[("WS_DOCKERD_ARGS", r#"--debug --label "a b" --label='c d' --x=e\ f"#)]).unwrap();
+        assert_eq!(s.dockerd_args, ["--debug", "--label", "a b", "--label=c d", "--x=e f"]);
+        assert!(parse(&[("WS_DOCKERD_ARGS", "--label 'open")]).is_err());
+        assert!(parse(&[("WS_DOCKERD_ARGS", "dockerd --debug")]).is_err());
+        assert!(parse(&[("WS_DOCKERD_ARGS", "")]).unwrap().dockerd_args.is_empty());
+    }
+
+    #[test]
+    fn tls_certdir_follows_upstream_meaning() {
+        assert_eq!(parse(&[("DOCKER_TLS_CERTDIR", "/certs")]).unwrap().tls, TlsSetting::CertDir("/certs".into()));
+        assert_eq!(parse(&[("DOCKER_TLS_CERTDIR", "")]).unwrap().tls, TlsSetting::PlainTcp);
+        assert!(parse(&[("DOCKER_TLS_CERTDIR", "certs")]).is_err());
+    }
+
+    #[test]
+    fn tls_san_needs_prefixes() {
+        let s = parse(&[("DOCKER_TLS_SAN", " DNS:a.example  IP:10.1.2.3 ")]).unwrap();
+        assert_eq!(s.tls_san, ["DNS:a.example", "IP:10.1.2.3"]);
+        let e = parse(&[("DOCKER_TLS_SAN", "DNS:ok bare.example")]).unwrap_err();
+        assert_eq!(e.value, "bare.example");
+    }
+
+    #[test]
+    fn iptables_legacy_set_even_empty_decides() {
+        assert_eq!(parse(&[("DOCKER_IPTABLES_LEGACY", "1")]).unwrap().iptables_legacy, Some(true));
+        assert_eq!(parse(&[("DOCKER_IPTABLES_LEGACY", "")]).unwrap().iptables_legacy, Some(false));
+    }
+
+    #[test]
+    fn docker_host_schemes() {
+        assert_eq!(
+            parse(&[("DOCKER_HOST", "tcp://h:2375")]).unwrap().docker_host.as_deref(),
+            Some("tcp://h:2375")
+        );
+        assert_eq!(parse(&[("DOCKER_HOST", "")]).unwrap().docker_host, None);
+        assert!(parse(&[("DOCKER_HOST", "h:2375")]).is_err());
+    }
+
+    #[test]
+    fn log_settings() {
+        let s = parse(&[("WS_LOG_LEVEL", "DEBUG"), ("WS_LOG_FORMAT", "json")]).unwrap();
+        assert_eq!((s.log_level, s.log_format), (LogLevel::Debug, LogFormat::Json));
+        assert!(parse(&[("WS_LOG_LEVEL", "loud")]).is_err());
+        assert!(parse(&[("WS_LOG_FORMAT", "xml")]).is_err());
+    }
+
+    #[test]
+    fn user_name_validation() {
+        assert_eq!(parse(&[("WS_USER", "dev")]).unwrap().user.as_deref(), Some("dev"));
+        assert_eq!(parse(&[("WS_USER", "")]).unwrap().user, None);
+        assert!(parse(&[("WS_USER", "a:b")]).is_err());
+    }
+}

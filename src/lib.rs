@@ -1,0 +1,18 @@
+//! ws-init: PID 1 for developer workspace containers.
+//!
+//! Layout follows design §6: `config` turns the environment into typed settings,
+//! `probe` reads the system into plain data, `plan` decides (pure), `prepare`
+//! applies, `dockerd` supervises the inner daemon, `pid1` spawns, forwards
+//! signals, reaps and shuts down.
+pub mod config;
+pub mod docker_api;
+pub mod dockerd;
+pub mod doctor;
+pub mod exit;
+pub mod logging;
+pub mod pid1;
+pub mod plan;
+pub mod prepare;
+pub mod probe;
+pub mod tls;
+pub mod user;
