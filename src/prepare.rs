@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 pub use cgroup::{cgroup_v2_evacuate, retry_while_busy, EvacuateReport};
 pub use iptables::{
-    iptables_legacy_links, iptables_version, LEGACY_LINKS, DEFAULT_IPTABLES_LEGACY_DIR,
+    iptables_legacy_links, iptables_version, DEFAULT_IPTABLES_LEGACY_DIR, LEGACY_LINKS,
 };
 pub use mountinfo::{is_mountpoint, parse_mountinfo, MountEntry};
 pub use mounts::{
@@ -33,10 +33,7 @@ pub enum PrepareError {
          (or CAP_SYS_ADMIN and no AppArmor confinement); AppArmor-aware tools inside will \
          see no securityfs otherwise"
     )]
-    Securityfs {
-        dir: PathBuf,
-        source: nix::Error,
-    },
+    Securityfs { dir: PathBuf, source: nix::Error },
     #[error("cannot read mount table {path}: {source}; is /proc mounted in this container?")]
     MountInfo {
         path: PathBuf,
@@ -47,18 +44,12 @@ pub enum PrepareError {
          --privileged (or CAP_SYS_ADMIN, --security-opt apparmor=unconfined and \
          systempaths=unconfined) so inner containers can set resource limits"
     )]
-    RemountRw {
-        path: PathBuf,
-        source: nix::Error,
-    },
+    RemountRw { path: PathBuf, source: nix::Error },
     #[error(
         "cannot make {path} a recursive shared mount: {source}; run the container with \
          --privileged (or CAP_SYS_ADMIN); without it inner bind mounts with propagation fail"
     )]
-    MakeShared {
-        path: PathBuf,
-        source: nix::Error,
-    },
+    MakeShared { path: PathBuf, source: nix::Error },
     #[error(
         "cgroup v2: cannot {action} {path}: {source}; run the container with --privileged \
          (or --cgroupns=private and a writable /sys/fs/cgroup)"

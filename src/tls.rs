@@ -257,8 +257,8 @@ fn verify_user_managed(paths: &TlsPaths) -> Result<(), TlsError> {
         }
     }
     let key_text = read(&paths.server_key)?;
-    let key_blocks = pem::parse_pem(&key_text)
-        .ok_or_else(|| fail(&paths.server_key, "is not valid PEM"))?;
+    let key_blocks =
+        pem::parse_pem(&key_text).ok_or_else(|| fail(&paths.server_key, "is not valid PEM"))?;
     if !key_blocks.iter().any(|b| b.label.ends_with("PRIVATE KEY")) {
         return Err(fail(&paths.server_key, "holds no PRIVATE KEY block"));
     }
@@ -302,7 +302,10 @@ pub fn ensure_certificates(req: &TlsRequest, now: OffsetDateTime) -> Result<TlsO
     let (ca_key, ca_reused) = load_or_generate_key(&paths.ca_key, 0o600)?;
     let mut ca_params = params("ws-init CA", now)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyCertSign];
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyCertSign,
+    ];
     let ca = ca_params.self_signed(&ca_key)?;
     let ca_pem = ca.pem();
 

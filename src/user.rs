@@ -103,7 +103,7 @@ pub fn resolve_user(
     };
     let mut supplementary_gids = vec![gid];
     for g in groups.entries() {
-        if g.members.iter().any(|m| *m == name) && !supplementary_gids.contains(&g.gid) {
+        if g.members.contains(&name) && !supplementary_gids.contains(&g.gid) {
             supplementary_gids.push(g.gid);
         }
     }
@@ -198,9 +198,8 @@ impl GroupDb {
         if let Some(g) = self.group.by_gid(gid) {
             return Ok(g.name);
         }
-        let taken = |n: &str| {
-            self.group.name_taken(n) || self.gshadow.as_ref().is_some_and(|s| s.has(n))
-        };
+        let taken =
+            |n: &str| self.group.name_taken(n) || self.gshadow.as_ref().is_some_and(|s| s.has(n));
         let name = std::iter::once(preferred.to_owned())
             .chain((2..1000).map(|i| format!("{preferred}-{i}")))
             .find(|n| !taken(n))
@@ -285,7 +284,10 @@ other:x:500:root,workspace
         assert_eq!((u.uid, u.gid), (1000, 1000));
         assert_eq!(u.home, "/home/workspace");
         assert_eq!(u.supplementary_gids, vec![1000, 27, 999, 500]);
-        assert_eq!(resolve_user(PASSWD, GROUP, "1000").unwrap().name, "workspace");
+        assert_eq!(
+            resolve_user(PASSWD, GROUP, "1000").unwrap().name,
+            "workspace"
+        );
         let root = resolve_user(PASSWD, GROUP, "root").unwrap();
         assert_eq!(root.supplementary_gids, vec![0, 500]);
     }
@@ -311,14 +313,23 @@ other:x:500:root,workspace
     #[test]
     fn ensure_group_gid_cases() {
         let mut db = GroupDb::parse("root:x:0:\n", Some("root:*::\n"));
-        assert_eq!(db.ensure_group_gid("docker", 999).unwrap(), GroupChange::Created);
-        assert_eq!(db.ensure_group_gid("docker", 999).unwrap(), GroupChange::Unchanged);
+        assert_eq!(
+            db.ensure_group_gid("docker", 999).unwrap(),
+            GroupChange::Created
+        );
+        assert_eq!(
+            db.ensure_group_gid("docker", 999).unwrap(),
+            GroupChange::Unchanged
+        );
         assert_eq!(
             db.ensure_group_gid("docker", 998).unwrap(),
             GroupChange::GidChanged { from: 999 }
         );
         assert_eq!(db.group.0.render(), "root:x:0:\ndocker:x:998:\n");
-        assert_eq!(db.gshadow.as_ref().unwrap().0.render(), "root:*::\ndocker:!::\n");
+        assert_eq!(
+            db.gshadow.as_ref().unwrap().0.render(),
+            "root:*::\ndocker:!::\n"
+        );
         let err = db.ensure_group_gid("docker", 0).unwrap_err();
         assert_eq!(
             err,
@@ -353,10 +364,22 @@ other:x:500:root,workspace
     #[test]
     fn group_for_socket_gid() {
         let mut db = GroupDb::parse(GROUP, None);
-        assert_eq!(db.ensure_group_for_gid(999, "docker-host").unwrap(), "docker");
-        assert_eq!(db.ensure_group_for_gid(133, "docker-host").unwrap(), "docker-host");
-        assert_eq!(db.ensure_group_for_gid(134, "docker-host").unwrap(), "docker-host-2");
-        assert_eq!(db.ensure_group_for_gid(133, "docker-host").unwrap(), "docker-host");
+        assert_eq!(
+            db.ensure_group_for_gid(999, "docker-host").unwrap(),
+            "docker"
+        );
+        assert_eq!(
+            db.ensure_group_for_gid(133, "docker-host").unwrap(),
+            "docker-host"
+        );
+        assert_eq!(
+            db.ensure_group_for_gid(134, "docker-host").unwrap(),
+            "docker-host-2"
+        );
+        assert_eq!(
+            db.ensure_group_for_gid(133, "docker-host").unwrap(),
+            "docker-host"
+        );
         let want = format!("{GROUP}docker-host:x:133:\ndocker-host-2:x:134:\n");
         assert_eq!(db.group.0.render(), want);
     }
@@ -370,7 +393,10 @@ other:x:500:root,workspace
         std::fs::write(&group, GROUP).unwrap();
         let ino = std::fs::metadata(&group).unwrap().ino();
         // No change: the file is not even replaced.
-        update_groups(&group, &gshadow, |db| db.ensure_member("docker", "workspace")).unwrap();
+        update_groups(&group, &gshadow, |db| {
+            db.ensure_member("docker", "workspace")
+        })
+        .unwrap();
         assert_eq!(std::fs::metadata(&group).unwrap().ino(), ino);
         // Change: replaced, lines kept, no gshadow created.
         update_groups(&group, &gshadow, |db| {
@@ -379,7 +405,10 @@ other:x:500:root,workspace
         })
         .unwrap();
         let text = std::fs::read_to_string(&group).unwrap();
-        assert_eq!(text, GROUP.replace("docker:x:999:workspace", "docker:x:990:workspace,bob"));
+        assert_eq!(
+            text,
+            GROUP.replace("docker:x:999:workspace", "docker:x:990:workspace,bob")
+        );
         assert!(!gshadow.exists());
         // Failing edit: nothing written.
         let before = std::fs::read_to_string(&group).unwrap();
@@ -394,8 +423,12 @@ other:x:500:root,workspace
     #[test]
     fn update_groups_missing_file_is_a_clear_error() {
         let tmp = tempfile::tempdir().unwrap();
-        let e = update_groups(&tmp.path().join("group"), &tmp.path().join("gs"), |_| Ok(()))
-            .unwrap_err();
+        let e = update_groups(
+            &tmp.path().join("group"),
+            &tmp.path().join("gs"),
+            |_| Ok(()),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("cannot read"), "{e}");
     }
 }

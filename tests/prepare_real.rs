@@ -90,7 +90,14 @@ fn read_only_bind_mount_becomes_rw_keeping_flags() {
         // then remounted ro with nosuid,nodev,noexec.
         let use_cgroup = pids.join("cgroup.procs").exists();
         if use_cgroup {
-            mount(Some(pids), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
+            mount(
+                Some(pids),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .unwrap();
         } else {
             eprintln!("note: no cgroup v1 pids hierarchy; using a tmpfs");
             mount(Some("tmpfs"), &target, Some("tmpfs"), locked, None::<&str>).unwrap();
@@ -103,9 +110,15 @@ fn read_only_bind_mount_becomes_rw_keeping_flags() {
             None::<&str>,
         )
         .unwrap();
-        assert!(statvfs(&target).unwrap().flags().contains(FsFlags::ST_RDONLY));
+        assert!(statvfs(&target)
+            .unwrap()
+            .flags()
+            .contains(FsFlags::ST_RDONLY));
         let probe_dir = target.join(format!("wsinit-rw-probe-{}", std::process::id()));
-        assert!(std::fs::create_dir(&probe_dir).is_err(), "should be read-only");
+        assert!(
+            std::fs::create_dir(&probe_dir).is_err(),
+            "should be read-only"
+        );
 
         let report = prepare::remount_cgroup_v1_rw(std::slice::from_ref(&target));
         assert!(report.failed.is_empty(), "{:?}", report.failed);
@@ -134,7 +147,10 @@ fn remount_of_missing_path_reports_failure() {
     let report = prepare::remount_cgroup_v1_rw(&[PathBuf::from("/nonexistent/wsinit")]);
     assert_eq!(report.failed.len(), 1);
     let msg = report.failed[0].to_string();
-    assert!(msg.contains("/nonexistent/wsinit") && msg.contains("--privileged"), "{msg}");
+    assert!(
+        msg.contains("/nonexistent/wsinit") && msg.contains("--privileged"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -155,7 +171,10 @@ fn root_becomes_recursively_shared() {
         let m = thread_mounts();
         assert!(root_entry(&m).shared_peer_group().is_some(), "{m:?}");
         // Recursive: submounts such as /proc are shared too.
-        let proc_entry = m.iter().find(|e| e.mount_point == Path::new("/proc")).unwrap();
+        let proc_entry = m
+            .iter()
+            .find(|e| e.mount_point == Path::new("/proc"))
+            .unwrap();
         assert!(proc_entry.shared_peer_group().is_some(), "{proc_entry:?}");
     });
 }
@@ -244,26 +263,36 @@ fn enables_controllers_that_were_busy() {
     };
     // Hand the controller down to our child cgroup, remembering to undo it.
     let parent_subtree = parent.join("cgroup.subtree_control");
-    let enabled_here = !read(&parent_subtree).split_whitespace().any(|c| c == controller);
+    let enabled_here = !read(&parent_subtree)
+        .split_whitespace()
+        .any(|c| c == controller);
     if enabled_here {
         std::fs::write(&parent_subtree, format!("+{controller}")).unwrap();
     }
     let result = std::panic::catch_unwind(|| {
         let cg = TestCgroup::new(&parent, "ctl");
         let child_controllers = read(&cg.dir.join("cgroup.controllers"));
-        let want: Vec<String> = child_controllers.split_whitespace().map(str::to_owned).collect();
+        let want: Vec<String> = child_controllers
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
         assert!(want.contains(&controller));
         // The problem being solved: with a process inside, enabling fails.
-        let err = std::fs::write(cg.dir.join("cgroup.subtree_control"), format!("+{controller}"))
-            .unwrap_err();
+        let err = std::fs::write(
+            cg.dir.join("cgroup.subtree_control"),
+            format!("+{controller}"),
+        )
+        .unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EBUSY));
 
-        let report =
-            prepare::cgroup_v2_evacuate(&cg.dir, "init", Duration::from_secs(2)).unwrap();
+        let report = prepare::cgroup_v2_evacuate(&cg.dir, "init", Duration::from_secs(2)).unwrap();
         assert_eq!(report.controllers_enabled, want);
         let subtree = read(&cg.dir.join("cgroup.subtree_control"));
         for c in &want {
-            assert!(subtree.split_whitespace().any(|s| s == c), "{c} not in {subtree}");
+            assert!(
+                subtree.split_whitespace().any(|s| s == c),
+                "{c} not in {subtree}"
+            );
         }
         // Disable again so the cgroups can be removed in any order.
         let minus: Vec<String> = want.iter().map(|c| format!("-{c}")).collect();
@@ -290,5 +319,8 @@ fn legacy_links_to_the_installed_iptables() {
     let v = prepare::iptables_version(&dir.join("iptables")).unwrap();
     assert!(v.starts_with("iptables v") && v.contains("legacy"), "{v}");
     let v6 = prepare::iptables_version(&dir.join("ip6tables")).unwrap();
-    assert!(v6.starts_with("ip6tables v") && v6.contains("legacy"), "{v6}");
+    assert!(
+        v6.starts_with("ip6tables v") && v6.contains("legacy"),
+        "{v6}"
+    );
 }

@@ -77,7 +77,9 @@ fn write_control(path: &Path, text: &str) -> io::Result<()> {
 }
 
 fn parse_pids(text: &str) -> Vec<i32> {
-    text.split_whitespace().filter_map(|p| p.parse().ok()).collect()
+    text.split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 /// Move every PID of `root/cgroup.procs` into `init/cgroup.procs`, one write
@@ -91,7 +93,10 @@ fn move_all(root: &Path, init: &Path, report: &mut EvacuateReport) -> Result<(),
             Ok(()) => report.pids_moved.push(pid),
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => report.pids_vanished.push(pid),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                debug!(pid, "cgroup v2: kernel refused to move pid (kernel thread?)");
+                debug!(
+                    pid,
+                    "cgroup v2: kernel refused to move pid (kernel thread?)"
+                );
                 if !report.pids_refused.contains(&pid) {
                     report.pids_refused.push(pid);
                 }

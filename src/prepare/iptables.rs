@@ -132,7 +132,10 @@ mod tests {
         let got = iptables_legacy_links(&dir, &[&empty, &sbin]).unwrap();
         assert_eq!(got, dir);
         for (name, legacy) in LEGACY_LINKS {
-            assert_eq!(std::fs::read_link(dir.join(name)).unwrap(), sbin.join(legacy));
+            assert_eq!(
+                std::fs::read_link(dir.join(name)).unwrap(),
+                sbin.join(legacy)
+            );
         }
         // Second run: same result, no leftovers.
         iptables_legacy_links(&dir, &[&sbin]).unwrap();
@@ -160,7 +163,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let sbin = fake_sbin(tmp.path(), Some("ip6tables-legacy-save"));
         let dir = tmp.path().join("links");
-        let err = iptables_legacy_links(&dir, &[&sbin]).unwrap_err().to_string();
+        let err = iptables_legacy_links(&dir, &[&sbin])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("ip6tables-legacy-save"), "{err}");
         assert!(err.contains("`iptables` package"), "{err}");
         assert!(!dir.exists());

@@ -144,7 +144,10 @@ mod tests {
     #[test]
     fn securityfs_missing_dir_is_nothing_to_do() {
         let tmp = tempfile::tempdir().unwrap();
-        let out = mount_securityfs(&tmp.path().join("absent"), Path::new("/proc/self/mountinfo"));
+        let out = mount_securityfs(
+            &tmp.path().join("absent"),
+            Path::new("/proc/self/mountinfo"),
+        );
         assert_eq!(out.unwrap(), SecurityfsOutcome::NoDirectory);
     }
 }

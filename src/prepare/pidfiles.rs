@@ -65,7 +65,12 @@ mod tests {
         for yes in ["docker.pid", "DOCKER.PID", "docker-foo.pid", "dockerd.pid"] {
             assert!(is_docker_pid_name(yes), "{yes}");
         }
-        for no in ["containerd.pid", "docker.pid.bak", "mydocker.pid", "docker.sock"] {
+        for no in [
+            "containerd.pid",
+            "docker.pid.bak",
+            "mydocker.pid",
+            "docker.sock",
+        ] {
             assert!(!is_docker_pid_name(no), "{no}");
         }
     }

@@ -20,10 +20,7 @@ fn b64_value(c: u8) -> Option<u32> {
 
 /// Standard base64 with optional `=` padding; whitespace ignored.
 pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let chars: Vec<u8> = text
-        .bytes()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
+    let chars: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
     let body = match chars.iter().position(|&b| b == b'=') {
         Some(i) if chars[i..].iter().all(|&b| b == b'=') && chars.len() % 4 == 0 => &chars[..i],
         Some(_) => return None,

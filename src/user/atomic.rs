@@ -32,7 +32,9 @@ pub fn write_atomically_with(path: &Path, contents: &[u8], ownership: Ownership)
     let existing = std::fs::metadata(path).ok();
     let (mode, owner) = match (ownership, &existing) {
         (Ownership::Mode(m), _) => (m, None),
-        (Ownership::KeepExisting, Some(meta)) => (meta.mode() & 0o7777, Some((meta.uid(), meta.gid()))),
+        (Ownership::KeepExisting, Some(meta)) => {
+            (meta.mode() & 0o7777, Some((meta.uid(), meta.gid())))
+        }
         (Ownership::KeepExisting, None) => (0o644, None),
     };
     let tmp = temp_path(path)?;
