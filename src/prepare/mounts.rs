@@ -42,6 +42,12 @@ pub fn mount_securityfs(dir: &Path, mountinfo: &Path) -> Result<SecurityfsOutcom
     Ok(SecurityfsOutcome::Mounted)
 }
 
+/// `ST_RELATIME` (0x1000 in the Linux ABI); nix defines it for glibc only,
+/// so spell it out to build for musl too.
+fn st_relatime() -> FsFlags {
+    FsFlags::from_bits_retain(0x1000)
+}
+
 /// Per-mount flags that a bind remount must repeat: the kernel refuses (EPERM)
 /// to clear locked ones inside a user namespace, and silently dropping them
 /// elsewhere would loosen the mount.
@@ -52,7 +58,7 @@ fn kept_flags(flags: FsFlags) -> MsFlags {
         (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
         (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
         (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        (st_relatime(), MsFlags::MS_RELATIME),
     ];
     table
         .iter()
@@ -132,7 +138,7 @@ mod tests {
 
     #[test]
     fn kept_flags_maps_and_drops_rdonly() {
-        let f = FsFlags::ST_RDONLY | FsFlags::ST_NOSUID | FsFlags::ST_NOEXEC | FsFlags::ST_RELATIME;
+        let f = FsFlags::ST_RDONLY | FsFlags::ST_NOSUID | FsFlags::ST_NOEXEC | st_relatime();
         let ms = kept_flags(f);
         assert_eq!(
             ms,
