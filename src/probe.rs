@@ -308,11 +308,11 @@ mod tests {
         assert_eq!(
             paths,
             [
-                PathBuf::from("/run/docker.pid"),
-                PathBuf::from("/run/docker/containerd/Docker-containerd.PID")
+                PathBuf::from("/run/docker/containerd/Docker-containerd.PID"),
+                PathBuf::from("/run/docker.pid")
             ]
         );
-        assert_eq!(f[0].pid, Some(4242));
+        assert_eq!((f[0].pid, f[1].pid), (None, Some(4242)));
         assert!(
             f.iter().all(PidFile::is_stale),
             "no such processes in the fake /proc"
