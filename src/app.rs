@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::config::Settings;
+use crate::{bringup, user};
 use crate::exit::{spawn_error_code, ChildExit};
 use crate::pid1::{self, Child, Reaper, RunAs, SignalStreams};
 
@@ -31,56 +32,48 @@ pub fn run(args: Vec<OsString>, settings: Settings) -> i32 {
 /// The user the main command runs as (design §4): `WS_USER`, else `workspace`
 /// if it exists, else root. `None` means "stay as we are".
 pub fn resolve_run_as(settings: &Settings) -> Result<Option<RunAs>, String> {
-    use nix::unistd::{getgrouplist, Uid, User};
-    let wanted = settings.user.as_deref();
-    let user = match wanted {
-        Some(name) => {
-            let by_name =
-                User::from_name(name).map_err(|e| format!("cannot read the user database: {e}"))?;
-            let by_uid = match (by_name.is_none(), name.parse::<u32>()) {
-                (true, Ok(uid)) => User::from_uid(Uid::from_raw(uid)).ok().flatten(),
-                _ => None,
-            };
-            match by_name.or(by_uid) {
-                Some(u) => u,
-                None => {
-                    return Err(format!(
-                        "WS_USER={name:?}: no such user in /etc/passwd; create it in the image (useradd) or set WS_USER to an existing user"
-                    ))
-                }
-            }
-        }
-        None => match User::from_name("workspace").ok().flatten() {
-            Some(u) => u,
-            None => return Ok(None),
-        },
+    let read = |path: &str| match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(format!("cannot read {path}: {e}")),
     };
-    let me = Uid::effective();
+    let passwd = read("/etc/passwd")?;
+    let name = user::effective_user_name(settings.user.as_deref(), &user::PasswdFile::parse(&passwd));
+    if settings.user.is_none() && name == "root" {
+        return Ok(None);
+    }
+    let info = user::resolve_user(&passwd, &read("/etc/group")?, name).map_err(|e| e.to_string())?;
+    let me = nix::unistd::Uid::effective();
     if !me.is_root() {
-        if user.uid != me {
+        if info.uid != me.as_raw() {
             warn!(
-                user = %user.name,
+                user = %info.name,
                 "ws-init is not root, so the main command runs as uid {me} instead; drop `-u` from docker run to switch users"
             );
         }
         return Ok(None);
     }
-    let cname = std::ffi::CString::new(user.name.clone()).map_err(|e| e.to_string())?;
-    let mut groups: Vec<u32> = getgrouplist(&cname, user.gid)
-        .map_err(|e| format!("cannot read the groups of {}: {e}", user.name))?
-        .into_iter()
-        .map(|g| g.as_raw())
-        .collect();
+    let mut groups = info.supplementary_gids;
     groups.sort_unstable();
     groups.dedup();
     Ok(Some(RunAs {
-        name: user.name,
-        uid: user.uid.as_raw(),
-        gid: user.gid.as_raw(),
+        name: info.name,
+        uid: info.uid,
+        gid: info.gid,
         groups,
-        home: user.dir.to_string_lossy().into_owned(),
-        shell: user.shell.to_string_lossy().into_owned(),
+        home: info.home,
+        shell: info.shell,
     }))
+}
+
+/// The name of the user the main command will run as, for group membership.
+fn workspace_user_name(settings: &Settings) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let passwd = user::PasswdFile::parse(&passwd);
+    let name = user::effective_user_name(settings.user.as_deref(), &passwd);
+    // A numeric WS_USER names the passwd entry with that uid, if any.
+    let entry = passwd.by_name(name).or_else(|| name.parse().ok().and_then(|uid| passwd.by_uid(uid)));
+    entry.map(|e| e.name)
 }
 
 /// Deadlines of the ordered shutdown, all within `stop_timeout` of its start:
@@ -130,6 +123,14 @@ async fn workspace(args: Vec<OsString>, settings: Settings) -> i32 {
         }
     };
 
+    let prepared = if settings.docker_enable_client {
+        let (probe, plan) = bringup::probe_and_plan(&settings);
+        Some(bringup::apply(probe, plan, workspace_user_name(&settings).as_deref()))
+    } else {
+        None
+    };
+
+    // After the group edits above, so the socket's group is among the user's.
     let run_as = match resolve_run_as(&settings) {
         Ok(r) => r,
         Err(msg) => {

@@ -5,6 +5,7 @@
 //! applies, `dockerd` supervises the inner daemon, `pid1` spawns, forwards
 //! signals, reaps and shuts down.
 pub mod app;
+pub mod bringup;
 pub mod cli;
 pub mod config;
 pub mod docker_api;
