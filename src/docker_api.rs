@@ -38,7 +38,10 @@ pub enum Endpoint {
     Unix(PathBuf),
     /// `host:port` as given (a name or an address); `tls` when the client
     /// verifies TLS (DOCKER_TLS_VERIFY or port 2376).
-    Tcp { addr: String, tls: bool },
+    Tcp {
+        addr: String,
+        tls: bool,
+    },
     /// `ssh://user@host[:port]`: only the docker CLI can reach it.
     Ssh(String),
 }
@@ -71,7 +74,9 @@ impl Endpoint {
         let invalid = |why| EndpointError::Invalid(raw.to_string(), why);
         if let Some(path) = raw.strip_prefix("unix://") {
             if !path.starts_with('/') {
-                return Err(invalid("a unix socket needs an absolute path: unix:///var/run/docker.sock"));
+                return Err(invalid(
+                    "a unix socket needs an absolute path: unix:///var/run/docker.sock",
+                ));
             }
             return Ok(Endpoint::Unix(PathBuf::from(path)));
         }
@@ -81,7 +86,8 @@ impl Endpoint {
             if hostport.is_empty() {
                 return Err(invalid("no host: expected tcp://host:port"));
             }
-            let (host_part, port) = split_host_port(hostport).ok_or_else(|| invalid("bad port: expected tcp://host:port"))?;
+            let (host_part, port) = split_host_port(hostport)
+                .ok_or_else(|| invalid("bad port: expected tcp://host:port"))?;
             if host_part.is_empty() {
                 return Err(invalid("no host: expected tcp://host:port"));
             }
@@ -172,7 +178,11 @@ pub enum PingError {
     #[error("{endpoint}: no answer within {timeout:?}")]
     Timeout { endpoint: String, timeout: Duration },
     #[error("{endpoint}: /_ping answered HTTP {status}: {body:?}")]
-    Status { endpoint: String, status: u16, body: String },
+    Status {
+        endpoint: String,
+        status: u16,
+        body: String,
+    },
     #[error("{endpoint}: the answer is not a Docker API response ({why})")]
     NotDocker { endpoint: String, why: String },
     #[error("{endpoint}: cannot check an ssh:// endpoint, the docker CLI handles ssh")]
@@ -185,7 +195,10 @@ fn io_error(endpoint: &Endpoint, e: io::Error) -> PingError {
         io::ErrorKind::NotFound => PingError::NoSocket { endpoint },
         io::ErrorKind::PermissionDenied => PingError::PermissionDenied { endpoint },
         io::ErrorKind::ConnectionRefused => PingError::Refused { endpoint },
-        _ => PingError::Io { endpoint, source: e },
+        _ => PingError::Io {
+            endpoint,
+            source: e,
+        },
     }
 }
 
@@ -195,7 +208,9 @@ const PING_REQUEST: &[u8] = b"GET /_ping HTTP/1.1\r\nHost: docker\r\nConnection:
 pub async fn ping_unix(path: &Path, timeout: Duration) -> Result<(), PingError> {
     let endpoint = Endpoint::Unix(path.to_path_buf());
     with_timeout(&endpoint, timeout, async {
-        let stream = UnixStream::connect(path).await.map_err(|e| io_error(&endpoint, e))?;
+        let stream = UnixStream::connect(path)
+            .await
+            .map_err(|e| io_error(&endpoint, e))?;
         exchange(&endpoint, stream).await
     })
     .await
@@ -208,7 +223,9 @@ pub async fn ping_tcp(addr: &str, timeout: Duration) -> Result<(), PingError> {
         tls: false,
     };
     with_timeout(&endpoint, timeout, async {
-        let stream = TcpStream::connect(addr).await.map_err(|e| io_error(&endpoint, e))?;
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| io_error(&endpoint, e))?;
         exchange(&endpoint, stream).await
     })
     .await
@@ -221,7 +238,10 @@ pub async fn connect_tcp(addr: &str, timeout: Duration) -> Result<(), PingError>
         tls: true,
     };
     with_timeout(&endpoint, timeout, async {
-        TcpStream::connect(addr).await.map(drop).map_err(|e| io_error(&endpoint, e))
+        TcpStream::connect(addr)
+            .await
+            .map(drop)
+            .map_err(|e| io_error(&endpoint, e))
     })
     .await
 }
@@ -229,9 +249,15 @@ pub async fn connect_tcp(addr: &str, timeout: Duration) -> Result<(), PingError>
 /// One check of `endpoint`, as far as we can take it.
 pub async fn check(endpoint: &Endpoint, timeout: Duration) -> Result<Reachability, PingError> {
     match endpoint {
-        Endpoint::Unix(path) => ping_unix(path, timeout).await.map(|()| Reachability::Pinged),
-        Endpoint::Tcp { addr, tls: false } => ping_tcp(addr, timeout).await.map(|()| Reachability::Pinged),
-        Endpoint::Tcp { addr, tls: true } => connect_tcp(addr, timeout).await.map(|()| Reachability::TcpOnly),
+        Endpoint::Unix(path) => ping_unix(path, timeout)
+            .await
+            .map(|()| Reachability::Pinged),
+        Endpoint::Tcp { addr, tls: false } => {
+            ping_tcp(addr, timeout).await.map(|()| Reachability::Pinged)
+        }
+        Endpoint::Tcp { addr, tls: true } => connect_tcp(addr, timeout)
+            .await
+            .map(|()| Reachability::TcpOnly),
         Endpoint::Ssh(_) => Ok(Reachability::Unchecked),
     }
 }
@@ -249,12 +275,21 @@ where
     }
 }
 
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(endpoint: &Endpoint, mut stream: S) -> Result<(), PingError> {
-    stream.write_all(PING_REQUEST).await.map_err(|e| io_error(endpoint, e))?;
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    endpoint: &Endpoint,
+    mut stream: S,
+) -> Result<(), PingError> {
+    stream
+        .write_all(PING_REQUEST)
+        .await
+        .map_err(|e| io_error(endpoint, e))?;
     let mut buf = Vec::with_capacity(512);
     let mut chunk = [0u8; 4096];
     let resp = loop {
-        let n = stream.read(&mut chunk).await.map_err(|e| io_error(endpoint, e))?;
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| io_error(endpoint, e))?;
         buf.extend_from_slice(&chunk[..n]);
         if buf.len() > MAX_RESPONSE {
             return Err(PingError::NotDocker {
@@ -279,7 +314,10 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(endpoint: &Endpoint, mut st
     } else if resp.status == 200 {
         Err(PingError::NotDocker {
             endpoint: endpoint.to_string(),
-            why: format!("status 200 but body {:?} instead of \"OK\"", truncate(&resp.body, 200)),
+            why: format!(
+                "status 200 but body {:?} instead of \"OK\"",
+                truncate(&resp.body, 200)
+            ),
         })
     } else {
         Err(PingError::Status {
@@ -326,7 +364,9 @@ pub async fn wait_ready(endpoint: &Endpoint, deadline: Instant) -> Result<Ready,
     loop {
         attempts += 1;
         let now = Instant::now();
-        let budget = deadline.saturating_duration_since(now).clamp(Duration::from_millis(50), ATTEMPT_TIMEOUT);
+        let budget = deadline
+            .saturating_duration_since(now)
+            .clamp(Duration::from_millis(50), ATTEMPT_TIMEOUT);
         let err = match check(endpoint, budget).await {
             Ok(reachability) => {
                 return Ok(Ready {

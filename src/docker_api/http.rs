@@ -20,7 +20,9 @@ pub enum ParseError {
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ParseError::Truncated => f.write_str("the connection closed before a whole HTTP response arrived"),
+            ParseError::Truncated => {
+                f.write_str("the connection closed before a whole HTTP response arrived")
+            }
             ParseError::NotHttp(why) => write!(f, "not HTTP: {why}"),
         }
     }
@@ -39,23 +41,29 @@ pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, ParseEr
             ParseError::NotHttp(format!("starts with {:?}", preview(buf)))
         });
     };
-    let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| ParseError::NotHttp("headers are not text".into()))?;
+    let head = std::str::from_utf8(&buf[..head_end])
+        .map_err(|_| ParseError::NotHttp("headers are not text".into()))?;
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or("");
     let status = parse_status_line(status_line)?;
     let mut content_length = None;
     let mut chunked = false;
     for line in lines {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| ParseError::NotHttp(format!("header line without a colon: {:?}", preview(line.as_bytes()))))?;
+        let (name, value) = line.split_once(':').ok_or_else(|| {
+            ParseError::NotHttp(format!(
+                "header line without a colon: {:?}",
+                preview(line.as_bytes())
+            ))
+        })?;
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
             let n: usize = value
                 .parse()
                 .map_err(|_| ParseError::NotHttp(format!("Content-Length {value:?}")))?;
             content_length = Some(n);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") && value.to_ascii_lowercase().contains("chunked") {
+        } else if name.eq_ignore_ascii_case("transfer-encoding")
+            && value.to_ascii_lowercase().contains("chunked")
+        {
             chunked = true;
         }
     }
@@ -68,7 +76,11 @@ pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, ParseEr
         }
     } else if let Some(n) = content_length {
         if rest.len() < n {
-            return if eof { Err(ParseError::Truncated) } else { Ok(None) };
+            return if eof {
+                Err(ParseError::Truncated)
+            } else {
+                Ok(None)
+            };
         }
         rest[..n].to_vec()
     } else if status == 204 || status == 304 || (100..200).contains(&status) {
@@ -90,7 +102,10 @@ fn parse_status_line(line: &str) -> Result<u16, ParseError> {
     let mut parts = line.splitn(3, ' ');
     let version = parts.next().unwrap_or("");
     if !version.starts_with("HTTP/1.") {
-        return Err(ParseError::NotHttp(format!("status line {:?}", preview(line.as_bytes()))));
+        return Err(ParseError::NotHttp(format!(
+            "status line {:?}",
+            preview(line.as_bytes())
+        )));
     }
     parts
         .next()
@@ -106,7 +121,8 @@ fn dechunk(mut data: &[u8]) -> Result<Option<Vec<u8>>, ParseError> {
         let Some(line_end) = find(data, b"\r\n") else {
             return Ok(None);
         };
-        let size_field = std::str::from_utf8(&data[..line_end]).map_err(|_| ParseError::NotHttp("chunk size".into()))?;
+        let size_field = std::str::from_utf8(&data[..line_end])
+            .map_err(|_| ParseError::NotHttp("chunk size".into()))?;
         let size_hex = size_field.split(';').next().unwrap_or("").trim();
         let size = usize::from_str_radix(size_hex, 16)
             .map_err(|_| ParseError::NotHttp(format!("chunk size {size_hex:?}")))?;
@@ -165,8 +181,16 @@ mod tests {
     #[test]
     fn every_prefix_of_the_answer_asks_for_more_or_is_truncated_at_eof() {
         for n in 0..DOCKER_PING.len() {
-            assert_eq!(parse_response(&DOCKER_PING[..n], false), Ok(None), "prefix {n}");
-            assert_eq!(parse_response(&DOCKER_PING[..n], true), Err(ParseError::Truncated), "prefix {n}");
+            assert_eq!(
+                parse_response(&DOCKER_PING[..n], false),
+                Ok(None),
+                "prefix {n}"
+            );
+            assert_eq!(
+                parse_response(&DOCKER_PING[..n], true),
+                Err(ParseError::Truncated),
+                "prefix {n}"
+            );
         }
     }
 
@@ -175,9 +199,15 @@ mod tests {
         let resp = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nO\r\n1;ext=1\r\nK\r\n0\r\n\r\n";
         assert_eq!(parse_response(resp, false), ok(200, "OK"));
         assert_eq!(parse_response(&resp[..resp.len() - 7], false), Ok(None));
-        assert_eq!(parse_response(&resp[..resp.len() - 7], true), Err(ParseError::Truncated));
+        assert_eq!(
+            parse_response(&resp[..resp.len() - 7], true),
+            Err(ParseError::Truncated)
+        );
         let bad = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
-        assert!(matches!(parse_response(bad, true), Err(ParseError::NotHttp(_))));
+        assert!(matches!(
+            parse_response(bad, true),
+            Err(ParseError::NotHttp(_))
+        ));
     }
 
     #[test]
@@ -189,15 +219,26 @@ mod tests {
 
     #[test]
     fn garbage_is_named_as_such() {
-        for junk in [&b"SSH-2.0-OpenSSH_9.2\r\n"[..], b"\x16\x03\x01\x00", b"HTTP/2 200\r\n\r\n", b"HTTP/1.1 abc OK\r\n\r\n"] {
+        for junk in [
+            &b"SSH-2.0-OpenSSH_9.2\r\n"[..],
+            b"\x16\x03\x01\x00",
+            b"HTTP/2 200\r\n\r\n",
+            b"HTTP/1.1 abc OK\r\n\r\n",
+        ] {
             match parse_response(junk, true) {
                 Err(ParseError::NotHttp(_)) => {}
                 other => panic!("{junk:?}: {other:?}"),
             }
         }
         // Not HTTP is recognised without waiting for more bytes.
-        assert!(matches!(parse_response(b"SSH-2.0", false), Err(ParseError::NotHttp(_))));
+        assert!(matches!(
+            parse_response(b"SSH-2.0", false),
+            Err(ParseError::NotHttp(_))
+        ));
         let bad_header = b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n";
-        assert!(matches!(parse_response(bad_header, true), Err(ParseError::NotHttp(_))));
+        assert!(matches!(
+            parse_response(bad_header, true),
+            Err(ParseError::NotHttp(_))
+        ));
     }
 }

@@ -33,7 +33,10 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(policy: BackoffPolicy) -> Backoff {
-        Backoff { policy, failures: 0 }
+        Backoff {
+            policy,
+            failures: 0,
+        }
     }
 
     /// The delay before starting again, for a run that began at `last_start`
@@ -46,7 +49,10 @@ impl Backoff {
         // 2^20 × anything sensible is past any cap: stop doubling there.
         let factor = 1u32 << self.failures.min(20);
         self.failures = self.failures.saturating_add(1);
-        self.policy.initial.saturating_mul(factor).min(self.policy.max)
+        self.policy
+            .initial
+            .saturating_mul(factor)
+            .min(self.policy.max)
     }
 
     /// Consecutive unexpected exits counted so far (1 after the first).
@@ -76,7 +82,10 @@ mod tests {
             got.push(d.as_secs_f64());
             start = end + d;
         }
-        assert_eq!(got, vec![0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0, 30.0]);
+        assert_eq!(
+            got,
+            vec![0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0, 30.0]
+        );
         assert_eq!(b.failures(), 10);
     }
 

@@ -93,7 +93,11 @@ pub fn parse_line(line: &str) -> Parsed {
         }
     }
     if let Some(fields) = parse_logfmt(line) {
-        if let Some(level) = fields.iter().find(|(k, _)| k == "level").and_then(|(_, v)| Level::parse(v)) {
+        if let Some(level) = fields
+            .iter()
+            .find(|(k, _)| k == "level")
+            .and_then(|(_, v)| Level::parse(v))
+        {
             return from_fields(Some(level), fields);
         }
     }
@@ -137,7 +141,11 @@ fn from_fields(level: Option<Level>, fields: Vec<(String, String)>) -> Parsed {
         }
         text.push_str(&field);
     }
-    Parsed { level, text, module }
+    Parsed {
+        level,
+        text,
+        module,
+    }
 }
 
 fn parse_json(line: &str) -> Option<Parsed> {
@@ -300,7 +308,8 @@ impl EchoFilter {
         self.in_window += 1;
         if self.seen.len() >= MAX_REMEMBERED && !self.seen.contains_key(text) {
             let window = self.repeat_window;
-            self.seen.retain(|_, s| now.saturating_duration_since(s.printed_at) < window);
+            self.seen
+                .retain(|_, s| now.saturating_duration_since(s.printed_at) < window);
             if self.seen.len() >= MAX_REMEMBERED {
                 self.seen.clear();
             }

@@ -49,7 +49,11 @@ pub struct DockerdSpec {
 }
 
 impl DockerdSpec {
-    pub fn new(program: impl Into<PathBuf>, socket: impl Into<PathBuf>, log_path: impl Into<PathBuf>) -> DockerdSpec {
+    pub fn new(
+        program: impl Into<PathBuf>,
+        socket: impl Into<PathBuf>,
+        log_path: impl Into<PathBuf>,
+    ) -> DockerdSpec {
         DockerdSpec {
             program: program.into(),
             args: Vec::new(),
@@ -114,7 +118,12 @@ impl DockerdHandle {
     pub async fn ready(&self) -> Result<i32, NotRunning> {
         let mut rx = self.state.clone();
         let state = rx
-            .wait_for(|s| matches!(s, State::Ready { .. } | State::Stopped | State::Failed { .. }))
+            .wait_for(|s| {
+                matches!(
+                    s,
+                    State::Ready { .. } | State::Stopped | State::Failed { .. }
+                )
+            })
             .await
             .map(|s| s.clone())
             .unwrap_or(State::Stopped);
@@ -144,7 +153,10 @@ impl Supervisor {
     /// Starts supervising: the first dockerd is spawned by a local task, so
     /// this must run inside the `LocalSet` the reaper runs in.
     pub fn start(reaper: &Reaper, spec: DockerdSpec) -> DockerdHandle {
-        let (state_tx, state_rx) = watch::channel(State::Starting { pid: None, attempt: 0 });
+        let (state_tx, state_rx) = watch::channel(State::Starting {
+            pid: None,
+            attempt: 0,
+        });
         let (stop_tx, stop_rx) = watch::channel(false);
         let last_exit = Rc::new(Cell::new(None));
         let task = Task {
@@ -210,8 +222,13 @@ impl Task {
                 }
                 Err(e) => {
                     let reason = format!("{}: {e}", self.spec.program.display());
-                    self.sink.borrow_mut().note(&format!("cannot start dockerd: {reason}"));
-                    if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied) {
+                    self.sink
+                        .borrow_mut()
+                        .note(&format!("cannot start dockerd: {reason}"));
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+                    ) {
                         // Retrying cannot help: say so once and leave the workspace alone.
                         tracing::error!("cannot start dockerd ({reason}); Docker stays unavailable in this workspace");
                         break State::Failed { reason };
@@ -223,19 +240,18 @@ impl Task {
             self.last_exit.set(exit);
             let delay = backoff.next_delay(Instant::now().into_std(), started.into_std());
             attempt = backoff.failures();
-            self.state.send_replace(State::Restarting { attempt, delay });
+            self.state
+                .send_replace(State::Restarting { attempt, delay });
             if let Some(exit) = exit {
                 let up = started.elapsed();
                 tracing::warn!(
-                    "dockerd {exit} after {:.1} s; restarting in {:.1} s (restart {attempt}; its log: {})",
+                    "dockerd {exit} after {:.1} s; restarting in {delay:?} (restart {attempt}; its log: {})",
                     up.as_secs_f64(),
-                    delay.as_secs_f64(),
                     self.spec.log_path.display()
                 );
-                self.sink.borrow_mut().note(&format!(
-                    "dockerd {exit}; restarting in {:.1} s",
-                    delay.as_secs_f64()
-                ));
+                self.sink
+                    .borrow_mut()
+                    .note(&format!("dockerd {exit}; restarting in {delay:?}"));
             }
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
@@ -251,7 +267,10 @@ impl Task {
             match std::fs::remove_file(path) {
                 Ok(()) => tracing::debug!("removed stale {}", path.display()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!("cannot remove stale {}: {e}; dockerd may refuse to start", path.display()),
+                Err(e) => tracing::warn!(
+                    "cannot remove stale {}: {e}; dockerd may refuse to start",
+                    path.display()
+                ),
             }
         }
         if let Some(hook) = &self.spec.pre_start {
@@ -340,7 +359,9 @@ impl Task {
             }
         };
         tracing::info!("dockerd {exit}");
-        self.sink.borrow_mut().note(&format!("dockerd stopped: {exit}"));
+        self.sink
+            .borrow_mut()
+            .note(&format!("dockerd stopped: {exit}"));
         Some(exit)
     }
 }

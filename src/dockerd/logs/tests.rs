@@ -13,7 +13,10 @@ fn logrus_text_lines_give_level_message_and_fields() {
     assert_eq!(p.severity(), Some(Severity::Warn));
 
     let p = parse_line(r#"time="2026-11-22T21:02:24Z" level=info msg="Starting up""#);
-    assert_eq!((p.level, p.text.as_str(), p.severity()), (Some(Level::Info), "Starting up", None));
+    assert_eq!(
+        (p.level, p.text.as_str(), p.severity()),
+        (Some(Level::Info), "Starting up", None)
+    );
 
     let p = parse_line(r#"time="x" level=error msg="say \"hi\"\tnow" module=libcontainerd"#);
     assert_eq!(p.text, "say \"hi\"\tnow module=libcontainerd");
@@ -35,7 +38,9 @@ fn grpc_transport_warnings_stay_in_the_file() {
 
 #[test]
 fn json_lines_are_understood() {
-    let p = parse_line(r#"{"level":"warning","msg":"Your kernel does not support cgroup blkio weight","time":"2026-11-22T21:02:24Z"}"#);
+    let p = parse_line(
+        r#"{"level":"warning","msg":"Your kernel does not support cgroup blkio weight","time":"2026-11-22T21:02:24Z"}"#,
+    );
     assert_eq!(p.level, Some(Level::Warning));
     assert_eq!(p.text, "Your kernel does not support cgroup blkio weight");
     let p = parse_line(r#"{"level":"error","msg":"x","error":"y z","n":3}"#);
@@ -50,8 +55,14 @@ fn plain_lines_are_echoed_and_go_panics_are_errors() {
     assert_eq!(p.level, None);
     assert_eq!(p.severity(), Some(Severity::Warn));
     assert!(p.text.starts_with("failed to start daemon"));
-    assert_eq!(parse_line("panic: runtime error: index out of range").severity(), Some(Severity::Error));
-    assert_eq!(parse_line("fatal error: concurrent map writes").severity(), Some(Severity::Error));
+    assert_eq!(
+        parse_line("panic: runtime error: index out of range").severity(),
+        Some(Severity::Error)
+    );
+    assert_eq!(
+        parse_line("fatal error: concurrent map writes").severity(),
+        Some(Severity::Error)
+    );
     // Looks like logfmt but has no level: plain.
     assert_eq!(parse_line("a=b c=d").level, None);
 }
@@ -67,7 +78,14 @@ fn logfmt_parser_refuses_what_it_does_not_understand() {
             ("d".into(), "".into())
         ])
     );
-    for bad in ["plain words", r#"a="unclosed"#, r#"a="x"y"#, "=v", "", "a=1 b"] {
+    for bad in [
+        "plain words",
+        r#"a="unclosed"#,
+        r#"a="x"y"#,
+        "=v",
+        "",
+        "a=1 b",
+    ] {
         assert_eq!(parse_logfmt(bad), None, "{bad}");
     }
 }
@@ -76,11 +94,29 @@ fn logfmt_parser_refuses_what_it_does_not_understand() {
 fn identical_messages_are_held_back_and_counted() {
     let mut f = EchoFilter::new(Duration::from_secs(60), 100, Duration::from_secs(10));
     let t0 = Instant::now();
-    assert_eq!(f.decide("a", t0), Some(Echo { repeats: 0, dropped: 0 }));
+    assert_eq!(
+        f.decide("a", t0),
+        Some(Echo {
+            repeats: 0,
+            dropped: 0
+        })
+    );
     assert_eq!(f.decide("a", t0 + Duration::from_secs(1)), None);
-    assert_eq!(f.decide("b", t0 + Duration::from_secs(1)), Some(Echo { repeats: 0, dropped: 0 }));
+    assert_eq!(
+        f.decide("b", t0 + Duration::from_secs(1)),
+        Some(Echo {
+            repeats: 0,
+            dropped: 0
+        })
+    );
     assert_eq!(f.decide("a", t0 + Duration::from_secs(59)), None);
-    assert_eq!(f.decide("a", t0 + Duration::from_secs(60)), Some(Echo { repeats: 2, dropped: 0 }));
+    assert_eq!(
+        f.decide("a", t0 + Duration::from_secs(60)),
+        Some(Echo {
+            repeats: 2,
+            dropped: 0
+        })
+    );
     assert_eq!(f.decide("a", t0 + Duration::from_secs(61)), None);
 }
 
@@ -88,10 +124,24 @@ fn identical_messages_are_held_back_and_counted() {
 fn bursts_are_cut_and_the_next_line_says_how_many_were_dropped() {
     let mut f = EchoFilter::new(Duration::from_secs(60), 3, Duration::from_secs(10));
     let t0 = Instant::now();
-    let printed = (0..10).filter(|i| f.decide(&format!("line {i}"), t0).is_some()).count();
+    let printed = (0..10)
+        .filter(|i| f.decide(&format!("line {i}"), t0).is_some())
+        .count();
     assert_eq!(printed, 3);
-    assert_eq!(f.decide("later", t0 + Duration::from_secs(10)), Some(Echo { repeats: 0, dropped: 7 }));
-    assert_eq!(f.decide("later 2", t0 + Duration::from_secs(11)), Some(Echo { repeats: 0, dropped: 0 }));
+    assert_eq!(
+        f.decide("later", t0 + Duration::from_secs(10)),
+        Some(Echo {
+            repeats: 0,
+            dropped: 7
+        })
+    );
+    assert_eq!(
+        f.decide("later 2", t0 + Duration::from_secs(11)),
+        Some(Echo {
+            repeats: 0,
+            dropped: 0
+        })
+    );
 }
 
 #[test]
@@ -111,7 +161,15 @@ fn lines_are_split_on_newlines_with_crlf_and_long_lines_cut() {
     s.push(b"one\r\ntw", |l| out.push(l.to_vec()));
     s.push(b"o\n\nthree", |l| out.push(l.to_vec()));
     s.finish(|l| out.push(l.to_vec()));
-    assert_eq!(out, vec![b"one".to_vec(), b"two".to_vec(), b"".to_vec(), b"three".to_vec()]);
+    assert_eq!(
+        out,
+        vec![
+            b"one".to_vec(),
+            b"two".to_vec(),
+            b"".to_vec(),
+            b"three".to_vec()
+        ]
+    );
 
     let mut out = Vec::new();
     let long = vec![b'x'; MAX_LINE * 2 + 5];
@@ -130,7 +188,12 @@ fn the_log_file_rotates_to_one_old_generation() {
     }
     let current = std::fs::read_to_string(&path).unwrap();
     let old = std::fs::read_to_string(log.old_path()).unwrap();
-    assert!(current.len() <= 100 && old.len() <= 100, "{} {}", current.len(), old.len());
+    assert!(
+        current.len() <= 100 && old.len() <= 100,
+        "{} {}",
+        current.len(),
+        old.len()
+    );
     assert!(current.ends_with("line 029 ........\n"), "{current}");
     // Nothing lost between the generations: they are consecutive.
     let all: Vec<&str> = old.lines().chain(current.lines()).collect();
@@ -139,7 +202,8 @@ fn the_log_file_rotates_to_one_old_generation() {
         assert_eq!(*l, format!("line {:03} ........", first + i));
     }
     assert!(!dir.path().join("sub/dockerd.log.2").exists());
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&path).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o640);
 }
 
@@ -162,7 +226,10 @@ fn a_line_longer_than_the_bound_is_still_written() {
     let path = dir.path().join("dockerd.log");
     let mut log = LogFile::open(&path, 10);
     log.write_line(b"0123456789abcdef");
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), "0123456789abcdef\n");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "0123456789abcdef\n"
+    );
 }
 
 #[test]
@@ -189,6 +256,7 @@ fn the_sink_writes_every_line_to_the_file() {
     let content = std::fs::read(&path).unwrap();
     assert_eq!(
         content,
-        b"[ws-init] starting dockerd\ntime=\"t\" level=info msg=\"Starting up\"\n\xff not utf-8\n".to_vec()
+        b"[ws-init] starting dockerd\ntime=\"t\" level=info msg=\"Starting up\"\n\xff not utf-8\n"
+            .to_vec()
     );
 }
