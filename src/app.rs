@@ -9,9 +9,11 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use crate::config::Settings;
-use crate::{bringup, user};
+use crate::dockerd::{DockerdHandle, DockerdSpec, Supervisor};
 use crate::exit::{spawn_error_code, ChildExit};
 use crate::pid1::{self, Child, Reaper, RunAs, SignalStreams};
+use crate::plan::DockerMode;
+use crate::{bringup, docker_api, user};
 
 /// Runs the whole workspace lifetime and returns ws-init's exit status.
 pub fn run(args: Vec<OsString>, settings: Settings) -> i32 {
@@ -29,6 +31,54 @@ pub fn run(args: Vec<OsString>, settings: Settings) -> i32 {
     local.block_on(&rt, workspace(args, settings))
 }
 
+/// `ws-init doctor [--json]`: what this container offers and what ws-init
+/// would do; exit 0 when Docker would work (or is disabled).
+pub fn doctor(settings: &Settings, json: bool) -> i32 {
+    let probe = crate::probe::probe_system(settings);
+    let plan = crate::plan::make_plan(&probe, settings);
+    let report = crate::doctor::report(&probe, &plan, settings);
+    if json {
+        println!("{}", crate::doctor::render_json(&report));
+    } else {
+        print!("{}", crate::doctor::render_text(&report));
+    }
+    if report.ok {
+        0
+    } else {
+        1
+    }
+}
+
+/// `ws-init wait-docker [--timeout S]`: exit 0 once the Docker API answers
+/// (at once when Docker is disabled), 1 with the last error at the timeout.
+pub fn wait_docker(settings: &Settings, timeout: Duration) -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ws-init: cannot start the event loop: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(docker_api::wait_docker(settings, timeout)) {
+        Ok(docker_api::WaitOutcome::Disabled) => 0,
+        Ok(docker_api::WaitOutcome::Ready {
+            endpoint,
+            reachability,
+            waited,
+        }) => {
+            tracing::debug!("{endpoint}: {reachability} after {} ms", waited.as_millis());
+            0
+        }
+        Err(e) => {
+            eprintln!("ws-init: Docker is not answering: {e}");
+            1
+        }
+    }
+}
+
 /// The user the main command runs as (design §4): `WS_USER`, else `workspace`
 /// if it exists, else root. `None` means "stay as we are".
 pub fn resolve_run_as(settings: &Settings) -> Result<Option<RunAs>, String> {
@@ -38,11 +88,13 @@ pub fn resolve_run_as(settings: &Settings) -> Result<Option<RunAs>, String> {
         Err(e) => Err(format!("cannot read {path}: {e}")),
     };
     let passwd = read("/etc/passwd")?;
-    let name = user::effective_user_name(settings.user.as_deref(), &user::PasswdFile::parse(&passwd));
+    let name =
+        user::effective_user_name(settings.user.as_deref(), &user::PasswdFile::parse(&passwd));
     if settings.user.is_none() && name == "root" {
         return Ok(None);
     }
-    let info = user::resolve_user(&passwd, &read("/etc/group")?, name).map_err(|e| e.to_string())?;
+    let info =
+        user::resolve_user(&passwd, &read("/etc/group")?, name).map_err(|e| e.to_string())?;
     let me = nix::unistd::Uid::effective();
     if !me.is_root() {
         if info.uid != me.as_raw() {
@@ -72,7 +124,9 @@ fn workspace_user_name(settings: &Settings) -> Option<String> {
     let passwd = user::PasswdFile::parse(&passwd);
     let name = user::effective_user_name(settings.user.as_deref(), &passwd);
     // A numeric WS_USER names the passwd entry with that uid, if any.
-    let entry = passwd.by_name(name).or_else(|| name.parse().ok().and_then(|uid| passwd.by_uid(uid)));
+    let entry = passwd
+        .by_name(name)
+        .or_else(|| name.parse().ok().and_then(|uid| passwd.by_uid(uid)));
     entry.map(|e| e.name)
 }
 
@@ -125,10 +179,32 @@ async fn workspace(args: Vec<OsString>, settings: Settings) -> i32 {
 
     let prepared = if settings.docker_enable_client {
         let (probe, plan) = bringup::probe_and_plan(&settings);
-        Some(bringup::apply(probe, plan, workspace_user_name(&settings).as_deref()))
+        Some(bringup::apply(
+            probe,
+            plan,
+            workspace_user_name(&settings).as_deref(),
+        ))
     } else {
         None
     };
+    let dockerd = prepared
+        .as_ref()
+        .and_then(|p| start_docker(&reaper, p, &settings));
+    if settings.docker_wait && prepared.as_ref().is_some_and(|p| p.plan.mode.works()) {
+        tokio::select! {
+            r = docker_api::wait_docker(&settings, DOCKER_WAIT_LIMIT) => match r {
+                Ok(_) => info!("Docker answers: starting the main command (WS_DOCKER_WAIT)"),
+                Err(e) => warn!("Docker did not answer within {}s ({e}); starting the main command anyway", DOCKER_WAIT_LIMIT.as_secs()),
+            },
+            sig = signals.recv() => {
+                info!("{} received while waiting for Docker: stopping", sig.as_str());
+                let deadlines = StopDeadlines::from(Instant::now(), settings.stop_timeout);
+                stop_dockerd(dockerd.as_ref(), &deadlines).await;
+                shutdown(&reaper, &deadlines).await;
+                return 128 + sig as i32;
+            }
+        }
+    }
 
     // After the group edits above, so the socket's group is among the user's.
     let run_as = match resolve_run_as(&settings) {
@@ -186,8 +262,77 @@ async fn workspace(args: Vec<OsString>, settings: Settings) -> i32 {
     info!("main command {exit}");
     let deadlines =
         stop.unwrap_or_else(|| StopDeadlines::from(Instant::now(), settings.stop_timeout));
+    stop_dockerd(dockerd.as_ref(), &deadlines).await;
     shutdown(&reaper, &deadlines).await;
     exit.exit_code()
+}
+
+/// How long `WS_DOCKER_WAIT` holds the main command back at most: a broken
+/// daemon must not keep the workspace from starting at all.
+pub const DOCKER_WAIT_LIMIT: Duration = Duration::from_secs(60);
+
+/// Starts what the mode needs: the dockerd supervisor for an inner daemon,
+/// a one-time reachability check for a remote engine.
+fn start_docker(
+    reaper: &Reaper,
+    prepared: &bringup::Prepared,
+    settings: &Settings,
+) -> Option<DockerdHandle> {
+    match &prepared.plan.mode {
+        DockerMode::Remote { host, .. } => {
+            let host = host.clone();
+            tokio::task::spawn_local(async move {
+                let endpoint = match docker_api::Endpoint::from_docker_host_tls(
+                    Some(&host),
+                    std::env::var("DOCKER_TLS_VERIFY").ok().as_deref(),
+                ) {
+                    Ok(e) => e,
+                    Err(e) => return warn!("DOCKER_HOST={host}: {e}"),
+                };
+                match docker_api::check(&endpoint, REMOTE_CHECK_TIMEOUT).await {
+                    Ok(reach) => info!("remote engine {endpoint}: {reach}"),
+                    Err(e) => warn!("remote engine {endpoint} does not answer: {e}; the docker CLI will fail until it does"),
+                }
+            });
+            None
+        }
+        _ => {
+            let plan = prepared.plan.dockerd.as_ref()?;
+            if !prepared.dockerd_allowed {
+                error!("dockerd is not started because a required preparation step failed (see above); the workspace runs without Docker");
+                return None;
+            }
+            let mut spec = DockerdSpec::new(&plan.program, &plan.socket, &settings.dockerd_log);
+            spec.args = plan.args.clone();
+            spec.env = plan.env.clone();
+            spec.stop_timeout = settings.stop_timeout;
+            // Before every (re)start: a crashed dockerd leaves its pid file behind.
+            spec.pre_start = Some(Box::new(|| {
+                if let Err(e) = bringup::remove_stale_pid_files() {
+                    warn!("{e}");
+                }
+            }));
+            info!("starting dockerd {}", plan.args.join(" "));
+            Some(Supervisor::start(reaper, spec))
+        }
+    }
+}
+
+const REMOTE_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// dockerd stops after the main command (it may still be using Docker) and
+/// before the rest: SIGTERM lets it stop inner containers cleanly.
+async fn stop_dockerd(dockerd: Option<&DockerdHandle>, deadlines: &StopDeadlines) {
+    let Some(handle) = dockerd else { return };
+    let t = Instant::now();
+    match tokio::time::timeout_at(deadlines.dockerd, handle.stop()).await {
+        Ok(Some(exit)) => info!(
+            elapsed_ms = t.elapsed().as_millis() as u64,
+            "dockerd stopped: {exit}"
+        ),
+        Ok(None) => {}
+        Err(_) => warn!("dockerd still stopping at its deadline; it is killed with the rest"),
+    }
 }
 
 /// After SIGTERM/SIGINT was forwarded: wait for the main command up to its

@@ -54,8 +54,15 @@ pub fn probe_and_plan(settings: &Settings) -> (SystemProbe, Plan) {
                 suggestions.join(" | ")
             );
         }
-        DockerMode::Remote { host, .. } => info!("using the remote engine at {host}; no dockerd is started"),
-        DockerMode::HostSocket { path, gid, read_only, .. } => info!(
+        DockerMode::Remote { host, .. } => {
+            info!("using the remote engine at {host}; no dockerd is started")
+        }
+        DockerMode::HostSocket {
+            path,
+            gid,
+            read_only,
+            ..
+        } => info!(
             "using the host's engine through {} (gid {gid}{}); no dockerd is started",
             path.display(),
             if *read_only { ", read-only mount" } else { "" }
@@ -90,7 +97,11 @@ pub fn apply(probe: SystemProbe, plan: Plan, user_name: Option<&str>) -> Prepare
             Err(msg) => report_failure(planned, &msg, &mut dockerd_allowed),
         }
     }
-    info!(elapsed_ms = t.elapsed().as_millis() as u64, steps = plan.steps.len(), "prepare done");
+    info!(
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        steps = plan.steps.len(),
+        "prepare done"
+    );
     Prepared {
         probe,
         plan,
@@ -165,7 +176,11 @@ fn apply_step(step: &Step, user_name: Option<&str>) -> Result<String, String> {
         Step::RemountCgroupV1Rw { mount_points } => {
             let r = prepare::remount_cgroup_v1_rw(mount_points);
             if let Some(first) = r.failed.first() {
-                return Err(format!("{} of {} cgroup hierarchies stay read-only: {first}", r.failed.len(), mount_points.len()));
+                return Err(format!(
+                    "{} of {} cgroup hierarchies stay read-only: {first}",
+                    r.failed.len(),
+                    mount_points.len()
+                ));
             }
             Ok(format!("remounted read-write: {}", r.remounted.len()))
         }
@@ -189,7 +204,8 @@ fn apply_step(step: &Step, user_name: Option<&str>) -> Result<String, String> {
                 ips: interface_ips(),
                 extra_sans: extra_sans.clone(),
             };
-            let outcome = tls::ensure_certificates(&req, time::OffsetDateTime::now_utc()).map_err(|e| e.to_string())?;
+            let outcome = tls::ensure_certificates(&req, time::OffsetDateTime::now_utc())
+                .map_err(|e| e.to_string())?;
             info!(
                 elapsed_ms = t.elapsed().as_millis() as u64,
                 reused_keys = outcome.reused_keys,
@@ -200,14 +216,15 @@ fn apply_step(step: &Step, user_name: Option<&str>) -> Result<String, String> {
             Ok(format!("{outcome:?}"))
         }
         Step::EnsureDockerGroup { gid } => {
-            let change = user::update_groups(Path::new(GROUP_FILE), Path::new(GSHADOW_FILE), |db| {
-                let change = db.ensure_group_gid("docker", *gid)?;
-                if let Some(name) = user_name.filter(|n| *n != "root") {
-                    db.ensure_member("docker", name)?;
-                }
-                Ok(change)
-            })
-            .map_err(|e| e.to_string())?;
+            let change =
+                user::update_groups(Path::new(GROUP_FILE), Path::new(GSHADOW_FILE), |db| {
+                    let change = db.ensure_group_gid("docker", *gid)?;
+                    if let Some(name) = user_name.filter(|n| *n != "root") {
+                        db.ensure_member("docker", name)?;
+                    }
+                    Ok(change)
+                })
+                .map_err(|e| e.to_string())?;
             Ok(format!("group docker gid {gid}: {change:?}"))
         }
         Step::AddUserToSocketGroup { gid } => {
@@ -228,7 +245,8 @@ fn apply_step(step: &Step, user_name: Option<&str>) -> Result<String, String> {
 /// Deletes `docker*.pid` under /run and /var/run, as upstream does. Kept
 /// separate so the dockerd supervisor can call it before each restart.
 pub fn remove_stale_pid_files() -> Result<Vec<std::path::PathBuf>, String> {
-    prepare::remove_stale_pid_files(&[Path::new("/run"), Path::new("/var/run")]).map_err(|e| e.to_string())
+    prepare::remove_stale_pid_files(&[Path::new("/run"), Path::new("/var/run")])
+        .map_err(|e| e.to_string())
 }
 
 /// `/etc/hostname`, else the kernel's.
@@ -237,7 +255,11 @@ fn hostname() -> String {
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
-        .or_else(|| nix::unistd::gethostname().ok().map(|h| h.to_string_lossy().into_owned()))
+        .or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .map(|h| h.to_string_lossy().into_owned())
+        })
         .unwrap_or_else(|| "localhost".into())
 }
 

@@ -58,9 +58,11 @@ pub fn parse(args: &[OsString]) -> Result<Invocation, UsageError> {
                 [one] if one.starts_with("--timeout=") => {
                     parse_timeout(&one["--timeout=".len()..])?
                 }
-                other => return Err(UsageError(format!(
+                other => {
+                    return Err(UsageError(format!(
                     "wait-docker: unexpected arguments {other:?} (only --timeout SECS is accepted)"
-                ))),
+                )))
+                }
             };
             Ok(Invocation::WaitDocker { timeout })
         }

@@ -35,10 +35,8 @@ fn main() -> ExitCode {
     ws_init::logging::init(settings.log_level, settings.log_format);
     let code = match invocation {
         Invocation::Run(cmd) => ws_init::app::run(cmd, settings),
-        Invocation::Doctor { .. } | Invocation::WaitDocker { .. } => {
-            eprintln!("ws-init: this subcommand is not available in this build yet");
-            1
-        }
+        Invocation::Doctor { json } => ws_init::app::doctor(&settings, json),
+        Invocation::WaitDocker { timeout } => ws_init::app::wait_docker(&settings, timeout),
         Invocation::Help | Invocation::Version => unreachable!("handled above"),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
