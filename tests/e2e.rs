@@ -1,7 +1,8 @@
 //! End-to-end tests: the workspace image on the outer Docker engine.
 //!
-//! `cargo test --test e2e` builds the image once (image/build.sh; tag from WS_E2E_IMAGE,
-//! reused when it already exists) and runs each scenario as its own test, concurrently.
+//! `cargo test --test e2e` builds the image once per run with image/build.sh (tag
+//! ws-init/workspace:e2e), or uses the image named by WS_E2E_IMAGE that tests/run.sh built,
+//! and runs each scenario as its own test, concurrently.
 //! Docker unusable is a failure, unless WS_E2E_SKIP=1.
 
 #[path = "e2e/support.rs"]

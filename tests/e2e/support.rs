@@ -60,13 +60,16 @@ fn init() -> Result<E2e, String> {
             info.describe()
         ));
     }
-    let image = std::env::var("WS_E2E_IMAGE").unwrap_or_else(|_| DEFAULT_IMAGE.to_string());
+    // WS_E2E_IMAGE names an image tests/run.sh built for this run: build it only if missing.
+    // Without it, build every time (incremental: seconds) so the image has the current code.
+    let preset = std::env::var("WS_E2E_IMAGE").ok().filter(|s| !s.is_empty());
+    let image = preset.clone().unwrap_or_else(|| DEFAULT_IMAGE.to_string());
     let present = run(
         Command::new("docker").args(["image", "inspect", &image]),
         secs(30),
     )
     .ok();
-    if !present || std::env::var("WS_E2E_REBUILD").as_deref() == Ok("1") {
+    if preset.is_none() || !present {
         let script = repo_root().join("image/build.sh");
         eprintln!("building {image} with {}", script.display());
         // build.sh prints its phases; let them through to the test output.
