@@ -1,0 +1,49 @@
+# Workspace image whose PID 1 is ws-init. Build with image/build.sh (it builds the static
+# ws-init first and sends a tiny context: this file, .dockerignore, the binary).
+#   docker run -d --privileged -e WS_DOCKER_ENABLE_CLIENT=1 ws-init/workspace:dev
+ARG BASE_IMAGE=debian:bookworm-slim
+FROM ${BASE_IMAGE}
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+# The docker group gets GID 999 (design §4) before docker.io's postinst would create it with
+# whatever system GID is free. policy-rc.d keeps maintainer scripts from starting services
+# during the build (there is no init here; ws-init starts dockerd at run time).
+# hadolint ignore=DL3008
+RUN set -eux; \
+    if getent group 999 >/dev/null; then echo "GID 999 is taken: $(getent group 999)" >&2; exit 1; fi; \
+    groupadd --system --gid 999 docker; \
+    useradd --create-home --home-dir /home/workspace --shell /bin/bash \
+        --uid 1000 --user-group --groups docker workspace; \
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; \
+    chmod 0755 /usr/sbin/policy-rc.d; \
+    apt-get update; \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+        bash ca-certificates docker-compose docker.io iptables less procps; \
+    rm -f /usr/sbin/policy-rc.d; \
+    apt-get clean; \
+    rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /var/log/apt/* /var/log/dpkg.log; \
+    test "$(getent group docker | cut -d: -f3)" = 999; \
+    id workspace
+
+# `docker build` uses BuildKit by default inside the workspace.
+ENV DOCKER_BUILDKIT=1
+
+# Inner images and containers: overlay2 cannot sit on the container's own overlayfs, so this
+# path is a volume (an anonymous one unless the user mounts a named volume or an emptyDir).
+VOLUME /var/lib/docker
+
+COPY ws-init /usr/local/bin/ws-init
+
+WORKDIR /home/workspace
+
+# Healthy once the Docker API answers; also healthy at once when Docker is disabled
+# (wait-docker exits 0 then).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["/usr/local/bin/ws-init", "wait-docker", "--timeout", "1"]
+
+ENTRYPOINT ["/usr/local/bin/ws-init"]
+# `docker run -d IMAGE` keeps a workspace up for `docker exec` and editor servers; an
+# interactive shell is one argument away (`docker run -it IMAGE bash`). bash as default would
+# exit at once under -d without a terminal.
+CMD ["sleep", "infinity"]

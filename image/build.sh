@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Build the workspace image: static ws-init on the host, a Debian base image (local, pulled, or
+# made here with debootstrap when no registry is reachable), then `docker build`.
+#
+#   image/build.sh [TAG]        default TAG: ws-init/workspace:dev
+#
+# Environment:
+#   BASE_IMAGE        base image to build FROM (default debian:bookworm-slim)
+#   WS_BASE_SUITE     Debian suite for a locally made base (default bookworm)
+#   WS_PULL_TIMEOUT   seconds to wait for `docker pull` of BASE_IMAGE (default 30)
+#   DOCKER_BUILDKIT   builder for the final build (default 0: the legacy builder works everywhere)
+#
+# The Debian mirror is read at run time from the host's apt configuration; it is never
+# written into the repository.
+set -euo pipefail
+shopt -s inherit_errexit
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TAG=${1:-ws-init/workspace:dev}
+BASE_IMAGE=${BASE_IMAGE:-debian:bookworm-slim}
+SUITE=${WS_BASE_SUITE:-bookworm}
+LOCAL_BASE=ws-init/debian-base:${SUITE}
+CACHE_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/ws-init
+PULL_TIMEOUT=${WS_PULL_TIMEOUT:-30}
+MUSL=x86_64-unknown-linux-musl
+GNU=x86_64-unknown-linux-gnu
+
+log() { printf '[build.sh] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# Temporary directories removed on exit, however the script ends.
+TMP_DIRS=()
+cleanup() { if ((${#TMP_DIRS[@]})); then rm -rf "${TMP_DIRS[@]}"; fi; }
+trap cleanup EXIT
+
+# phase NAME CMD...: run CMD (in this shell, so it may set globals) and print its duration.
+# A failing CMD ends the script (set -e) with its own message.
+phase() {
+  local name=$1 start
+  shift
+  log "== ${name}"
+  start=$(date +%s.%N)
+  "$@"
+  log "== ${name}: $(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }') s"
+}
+
+is_root() { [[ $(id -u) -eq 0 ]]; }
+
+ensure_toolchain() {
+  if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx "$MUSL"; then
+    rustup target add "$MUSL" || log "warning: could not add target ${MUSL}; will try ${GNU} with crt-static"
+  fi
+  # ring compiles C code: the musl target needs musl-gcc.
+  if ! command -v musl-gcc >/dev/null 2>&1 && is_root && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y --no-install-recommends musl-tools \
+      || { apt-get update && apt-get install -y --no-install-recommends musl-tools; } \
+      || log "warning: could not install musl-tools"
+  fi
+}
+
+target_dir() {
+  local dir=${CARGO_TARGET_DIR:-target}
+  [[ $dir = /* ]] || dir=$ROOT/$dir
+  printf '%s\n' "$dir"
+}
+
+# Sets BIN to the static binary it built.
+build_ws_init() {
+  local tdir bin
+  tdir=$(target_dir)
+  cd "$ROOT"
+  if { ! command -v rustup >/dev/null 2>&1 || rustup target list --installed | grep -qx "$MUSL"; } \
+    && command -v musl-gcc >/dev/null 2>&1 \
+    && cargo build --release --locked --target "$MUSL" >&2; then
+    bin=$tdir/$MUSL/release/ws-init
+  else
+    log "musl build unavailable; building ${GNU} with crt-static"
+    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
+      cargo build --release --locked --target "$GNU" >&2
+    bin=$tdir/$GNU/release/ws-init
+  fi
+  [[ -x $bin ]] || die "cargo did not produce ${bin}"
+  if command -v file >/dev/null 2>&1; then
+    file -L "$bin" | grep -Eq 'statically linked|static-pie linked' \
+      || die "${bin} is not statically linked: $(file -L "$bin")"
+  fi
+  BIN=$bin
+}
+
+# The mirror apt on this host uses for $SUITE: the first URIs: of a deb822 stanza whose Suites:
+# contain $SUITE, else the first matching one-line entry, else Debian's default mirror.
+debian_mirror() {
+  local uri=""
+  if [[ -r /etc/apt/sources.list.d/debian.sources ]]; then
+    uri=$(awk -v suite="$SUITE" '
+      function flush() { if (uris != "" && hit && !done) { print uris; done = 1 } uris = ""; hit = 0 }
+      /^[ \t]*#/ { next }
+      /^[ \t]*$/ { flush(); next }
+      tolower($1) == "uris:" && uris == "" { uris = $2 }
+      tolower($1) == "suites:" { for (i = 2; i <= NF; i++) if ($i == suite) hit = 1 }
+      END { flush() }' /etc/apt/sources.list.d/debian.sources)
+  fi
+  if [[ -z $uri && -r /etc/apt/sources.list ]]; then
+    uri=$(awk -v suite="$SUITE" '
+      $1 == "deb" { i = 2; if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+                    if ($(i + 1) == suite) { print $i; exit } }' /etc/apt/sources.list)
+  fi
+  printf '%s\n' "${uri:-http://deb.debian.org/debian}"
+}
+
+debootstrap_base() {
+  local mirror tarball rootfs
+  tarball=$CACHE_DIR/debian-base-${SUITE}.tar
+  mkdir -p "$CACHE_DIR"
+  if [[ ! -s $tarball ]]; then
+    is_root || die "no base image: ${BASE_IMAGE} is not local, cannot be pulled, and debootstrap needs root"
+    command -v debootstrap >/dev/null 2>&1 || die "no base image and no debootstrap: apt-get install debootstrap"
+    mirror=$(debian_mirror)
+    rootfs=$(mktemp -d "${TMPDIR:-/tmp}/ws-init-rootfs.XXXXXX")
+    TMP_DIRS+=("$rootfs")
+    log "debootstrap --variant=minbase ${SUITE} (mirror from host apt configuration)"
+    debootstrap --variant=minbase "$SUITE" "$rootfs" "$mirror" >"$CACHE_DIR/debootstrap.log" 2>&1 \
+      || { tail -n 30 "$CACHE_DIR/debootstrap.log" >&2; die "debootstrap failed (log: $CACHE_DIR/debootstrap.log)"; }
+    # apt inside the base uses the same mirror as the host (debootstrap wrote only $SUITE main).
+    printf 'deb %s %s main\ndeb %s %s-updates main\n' "$mirror" "$SUITE" "$mirror" "$SUITE" \
+      >"$rootfs/etc/apt/sources.list"
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/*.log
+    tar --numeric-owner -C "$rootfs" -cf "$tarball.tmp" .
+    mv "$tarball.tmp" "$tarball"
+    rm -rf "$rootfs"
+  else
+    log "using cached ${tarball}"
+  fi
+  docker import -c 'CMD ["bash"]' "$tarball" "$LOCAL_BASE" >/dev/null
+}
+
+# Sets BASE to the image to build FROM.
+resolve_base() {
+  if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+    log "base: ${BASE_IMAGE} (local)"
+    BASE=$BASE_IMAGE
+  elif timeout "$PULL_TIMEOUT" docker pull "$BASE_IMAGE" >/dev/null 2>&1; then
+    log "base: ${BASE_IMAGE} (pulled)"
+    BASE=$BASE_IMAGE
+  elif docker image inspect "$LOCAL_BASE" >/dev/null 2>&1; then
+    log "base: ${LOCAL_BASE} (made here earlier)"
+    BASE=$LOCAL_BASE
+  else
+    log "${BASE_IMAGE} cannot be pulled; making ${LOCAL_BASE}"
+    debootstrap_base
+    BASE=$LOCAL_BASE
+  fi
+}
+
+BIN=""
+BASE=""
+
+main() {
+  local ctx
+  command -v docker >/dev/null 2>&1 || die "docker CLI not found"
+  docker info >/dev/null 2>&1 || die "the Docker engine does not answer (docker info failed)"
+  phase "toolchain" ensure_toolchain
+  phase "cargo build (static ws-init)" build_ws_init
+  phase "base image" resolve_base
+  # A tiny context: the Dockerfile, the files the image adds, the binary. Never target/.
+  ctx=$(mktemp -d "${TMPDIR:-/tmp}/ws-init-ctx.XXXXXX")
+  TMP_DIRS+=("$ctx")
+  cp "$ROOT/Dockerfile" "$ROOT/.dockerignore" "$ctx/"
+  cp "$BIN" "$ctx/ws-init"
+  if [[ -d $ROOT/image/rootfs ]]; then
+    mkdir -p "$ctx/image" && cp -a "$ROOT/image/rootfs" "$ctx/image/"
+  fi
+  phase "docker build ${TAG}" env DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}" \
+    docker build --build-arg BASE_IMAGE="$BASE" -t "$TAG" "$ctx" >&2
+  log "built ${TAG}"
+}
+
+main "$@"

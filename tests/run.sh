@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The project's test command: builds the workspace image once, then runs the unit and
+# integration tests and the end-to-end tests (tests/e2e.rs) against that image.
+#
+#   bash tests/run.sh
+#
+# Environment:
+#   WS_E2E_IMAGE    image tag to build and test (default ws-init/workspace:test)
+#   WS_E2E_THREADS  end-to-end scenarios run at once (default 4; they mostly wait)
+#   WS_E2E_SKIP=1   skip the end-to-end tests (machines without Docker)
+set -euo pipefail
+shopt -s inherit_errexit
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+export WS_E2E_IMAGE=${WS_E2E_IMAGE:-ws-init/workspace:test}
+THREADS=${WS_E2E_THREADS:-4}
+
+FAILED=()
+SUMMARY=()
+
+# phase NAME CMD...: run CMD, print its duration, remember a failure and carry on.
+phase() {
+  local name=$1 start rc=0 took
+  shift
+  printf '\n[run.sh] == %s\n' "$name" >&2
+  start=$(date +%s.%N)
+  # A subshell with its own errexit: the caller's `|| rc=$?` must not disable -e inside.
+  bash -c 'set -euo pipefail; "$@"' "$name" "$@" || rc=$?
+  took=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
+  printf '[run.sh] == %s: %s s (exit %d)\n' "$name" "$took" "$rc" >&2
+  SUMMARY+=("$(printf '%-28s %8s s  %s' "$name" "$took" "$([[ $rc -eq 0 ]] && echo ok || echo "FAILED ($rc)")")")
+  [[ $rc -eq 0 ]] || FAILED+=("$name")
+  return 0
+}
+
+# Every test target except e2e, which runs in its own phase.
+TARGETS=(--lib --bins)
+for f in tests/*.rs; do
+  [[ -e $f ]] || continue
+  name=$(basename "$f" .rs)
+  [[ $name = e2e ]] || TARGETS+=(--test "$name")
+done
+
+if [[ ${WS_E2E_SKIP:-} = 1 ]]; then
+  echo "[run.sh] WS_E2E_SKIP=1: not building the image, end-to-end tests skipped" >&2
+else
+  phase "image ${WS_E2E_IMAGE}" bash image/build.sh "$WS_E2E_IMAGE"
+fi
+phase "unit + integration tests" cargo test --release --locked "${TARGETS[@]}"
+phase "doc tests" cargo test --release --locked --doc
+if [[ ${WS_E2E_SKIP:-} != 1 ]]; then
+  if [[ " ${FAILED[*]} " == *" image ${WS_E2E_IMAGE} "* ]]; then
+    echo "[run.sh] the image did not build: end-to-end tests not run" >&2
+    FAILED+=("e2e tests")
+  else
+    phase "e2e tests" cargo test --release --locked --test e2e -- --test-threads "$THREADS"
+  fi
+fi
+
+printf '\n[run.sh] summary\n' >&2
+printf '  %s\n' "${SUMMARY[@]}" >&2
+if ((${#FAILED[@]})); then
+  printf '[run.sh] FAILED: %s\n' "${FAILED[*]}" >&2
+  exit 1
+fi
+echo "[run.sh] all phases passed" >&2
