@@ -152,8 +152,15 @@ fn a_real_dockerd_becomes_ready_is_restarted_after_kill_and_stops_on_request() {
     let socket = d.join("docker.sock");
     let pidfile = d.join("docker.pid");
     let log = d.join("log/dockerd.log");
-    let mut spec = DockerdSpec::new(DOCKERD, &socket, &log);
+    // Its own network namespace: a second dockerd beside the host's would
+    // otherwise tear down the host's docker0 bridge (seen here with
+    // --bridge=none). `unshare` without --fork execs dockerd in place, so the
+    // supervised pid is dockerd's.
+    let mut spec = DockerdSpec::new("unshare", &socket, &log);
     spec.args = [
+        "--net".into(),
+        "--".into(),
+        DOCKERD.into(),
         // Not the host's /etc/docker/daemon.json, paths, socket or networking.
         format!("--config-file={}", d.join("daemon.json").display()),
         format!("--data-root={}", d.join("data").display()),
@@ -182,7 +189,7 @@ fn a_real_dockerd_becomes_ready_is_restarted_after_kill_and_stops_on_request() {
             .unwrap();
         let content = std::fs::read_to_string(&log).unwrap();
         assert!(
-            content.contains("[ws-init] started /usr/sbin/dockerd"),
+            content.contains("[ws-init] started unshare --net -- /usr/sbin/dockerd"),
             "{content}"
         );
         assert!(content.contains("msg=\"Starting up\""), "{content}");
