@@ -281,10 +281,11 @@ fn start_docker(
     match &prepared.plan.mode {
         DockerMode::Remote { host, .. } => {
             let host = host.clone();
+            let tls_verify = settings.docker_tls_verify;
             tokio::task::spawn_local(async move {
                 let endpoint = match docker_api::Endpoint::from_docker_host_tls(
                     Some(&host),
-                    std::env::var("DOCKER_TLS_VERIFY").ok().as_deref(),
+                    tls_verify.then_some("1"),
                 ) {
                     Ok(e) => e,
                     Err(e) => return warn!("DOCKER_HOST={host}: {e}"),

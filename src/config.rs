@@ -79,6 +79,8 @@ pub struct Settings {
     pub docker_host: Option<String>,
     /// `DOCKER_TLS_CERTDIR`.
     pub tls: TlsSetting,
+    /// `DOCKER_TLS_VERIFY` set and non-empty: a tcp DOCKER_HOST speaks TLS (the docker CLI's meaning).
+    pub docker_tls_verify: bool,
     /// `DOCKER_TLS_SAN`: extra SANs, each with its own `DNS:`/`IP:` prefix.
     pub tls_san: Vec<String>,
     /// `DOCKER_IPTABLES_LEGACY`: `None` unset (auto), `Some(true)` non-empty, `Some(false)` empty.
@@ -99,6 +101,7 @@ impl Default for Settings {
             dockerd_log: PathBuf::from(DEFAULT_DOCKERD_LOG),
             docker_host: None,
             tls: TlsSetting::Off,
+            docker_tls_verify: false,
             tls_san: Vec::new(),
             iptables_legacy: None,
         }
@@ -343,6 +346,7 @@ impl Settings {
                 ));
             };
         }
+        s.docker_tls_verify = get("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
         if let Some(v) = get("DOCKER_TLS_SAN") {
             s.tls_san = v.split_whitespace().map(str::to_string).collect();
             if let Some(bad) = s

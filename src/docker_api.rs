@@ -412,10 +412,10 @@ pub enum WaitError {
 
 /// `ws-init wait-docker`: Ok at once when Docker is disabled, else waits up
 /// to `timeout` for the endpoint of `DOCKER_HOST` (or the default socket).
-/// Reads `DOCKER_TLS_VERIFY` from the environment, as the docker CLI does.
+/// `DOCKER_TLS_VERIFY` comes from the settings, with the docker CLI's meaning.
 pub async fn wait_docker(settings: &Settings, timeout: Duration) -> Result<WaitOutcome, WaitError> {
-    let tls_verify = std::env::var("DOCKER_TLS_VERIFY").ok();
-    wait_docker_with(settings, tls_verify.as_deref(), timeout).await
+    let tls_verify = settings.docker_tls_verify.then_some("1");
+    wait_docker_with(settings, tls_verify, timeout).await
 }
 
 /// [`wait_docker`] with `DOCKER_TLS_VERIFY` passed in.

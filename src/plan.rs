@@ -266,7 +266,7 @@ pub fn decide_mode(p: &SystemProbe, s: &Settings) -> DockerMode {
             None => {
                 return DockerMode::Remote {
                     host: host.clone(),
-                    kind: remote_kind(host, p.env.docker_tls_verify),
+                    kind: remote_kind(host, s.docker_tls_verify),
                 }
             }
         }

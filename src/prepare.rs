@@ -8,7 +8,6 @@
 
 pub mod cgroup;
 pub mod iptables;
-pub mod mountinfo;
 pub mod mounts;
 pub mod pidfiles;
 
@@ -18,7 +17,6 @@ pub use cgroup::{cgroup_v2_evacuate, retry_while_busy, EvacuateReport};
 pub use iptables::{
     iptables_legacy_links, iptables_version, DEFAULT_IPTABLES_LEGACY_DIR, LEGACY_LINKS,
 };
-pub use mountinfo::{is_mountpoint, parse_mountinfo, MountEntry};
 pub use mounts::{
     make_root_rshared, make_rshared, mount_securityfs, remount_cgroup_v1_rw, remount_rw,
     RemountReport, SecurityfsOutcome,

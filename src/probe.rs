@@ -31,8 +31,6 @@ pub const DOCKER_DATA_ROOT: &str = "/var/lib/docker";
 pub struct ProbeEnv {
     /// ws-init's own PATH (dockerd inherits it; iptables is looked up in it).
     pub path: String,
-    /// `DOCKER_TLS_VERIFY` set and non-empty (the docker CLI's meaning).
-    pub docker_tls_verify: bool,
 }
 
 impl ProbeEnv {
@@ -42,7 +40,6 @@ impl ProbeEnv {
                 .ok()
                 .filter(|p| !p.is_empty())
                 .unwrap_or_else(|| iptables::DEFAULT_PATH.to_string()),
-            docker_tls_verify: std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty()),
         }
     }
 }

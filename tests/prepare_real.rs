@@ -10,7 +10,8 @@ use std::time::Duration;
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::statvfs::{statvfs, FsFlags};
-use ws_init::prepare::{self, parse_mountinfo};
+use ws_init::prepare;
+use ws_init::probe::{Mount, MountInfo};
 
 /// The mount table of the calling thread (which may have its own namespace).
 const THREAD_MOUNTINFO: &str = "/proc/thread-self/mountinfo";
@@ -43,8 +44,10 @@ fn in_private_mount_ns<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'sta
     .expect("namespace thread panicked")
 }
 
-fn thread_mounts() -> Vec<prepare::MountEntry> {
-    parse_mountinfo(&std::fs::read_to_string(THREAD_MOUNTINFO).unwrap())
+fn thread_mounts() -> Vec<Mount> {
+    MountInfo::parse(&std::fs::read_to_string(THREAD_MOUNTINFO).unwrap())
+        .unwrap()
+        .mounts
 }
 
 #[test]
@@ -131,7 +134,7 @@ fn read_only_bind_mount_becomes_rw_keeping_flags() {
         }
         let m = thread_mounts();
         let entry = m.iter().rev().find(|m| m.mount_point == target).unwrap();
-        assert!(!entry.is_read_only(), "{entry:?}");
+        assert!(!entry.read_only(), "{entry:?}");
         // Really writable: a child cgroup (or a directory on the tmpfs).
         std::fs::create_dir(&probe_dir).unwrap();
         std::fs::remove_dir(&probe_dir).unwrap();
@@ -159,31 +162,32 @@ fn root_becomes_recursively_shared() {
         return;
     }
     in_private_mount_ns(|| {
-        let root_entry = |m: &[prepare::MountEntry]| {
+        let root_entry = |m: &[Mount]| {
             m.iter()
                 .rev()
                 .find(|e| e.mount_point == Path::new("/"))
                 .cloned()
                 .unwrap()
         };
-        assert_eq!(root_entry(&thread_mounts()).shared_peer_group(), None);
+        assert_eq!(root_entry(&thread_mounts()).is_shared(), false);
         prepare::make_root_rshared().unwrap();
         let m = thread_mounts();
-        assert!(root_entry(&m).shared_peer_group().is_some(), "{m:?}");
+        assert!(root_entry(&m).is_shared(), "{m:?}");
         // Recursive: submounts such as /proc are shared too.
         let proc_entry = m
             .iter()
             .find(|e| e.mount_point == Path::new("/proc"))
             .unwrap();
-        assert!(proc_entry.shared_peer_group().is_some(), "{proc_entry:?}");
+        assert!(proc_entry.is_shared(), "{proc_entry:?}");
     });
 }
 
 /// The host's cgroup2 mount point (`/sys/fs/cgroup` on v2 hosts,
 /// `/sys/fs/cgroup/unified` on hybrid ones).
 fn cgroup2_mount() -> Option<PathBuf> {
-    let m = parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").ok()?);
-    m.into_iter()
+    let m = MountInfo::parse(&std::fs::read_to_string("/proc/self/mountinfo").ok()?).ok()?;
+    m.mounts
+        .into_iter()
         .find(|e| e.fs_type == "cgroup2")
         .map(|e| e.mount_point)
 }

@@ -14,7 +14,6 @@ pub(crate) fn fixture(case: &str) -> PathBuf {
 pub(crate) fn env() -> ProbeEnv {
     ProbeEnv {
         path: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-        docker_tls_verify: false,
     }
 }
 
@@ -381,10 +380,9 @@ fn docker_host_kinds() {
     let mode = |host: &str, tls: bool| {
         let s = Settings {
             docker_host: Some(host.into()),
+            docker_tls_verify: tls,
             ..enabled()
         };
-        let mut p = p.clone();
-        p.env.docker_tls_verify = tls;
         decide_mode(&p, &s)
     };
     let kind = |m: DockerMode| match m {

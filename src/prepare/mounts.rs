@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, MsFlags};
 use nix::sys::statvfs::{statvfs, FsFlags};
 
-use super::mountinfo::{is_mountpoint, read_mountinfo};
+use crate::probe::MountInfo;
 use super::PrepareError;
 
 /// What `mount_securityfs` found or did.
@@ -25,7 +25,12 @@ pub fn mount_securityfs(dir: &Path, mountinfo: &Path) -> Result<SecurityfsOutcom
     if !dir.is_dir() {
         return Ok(SecurityfsOutcome::NoDirectory);
     }
-    if is_mountpoint(dir, &read_mountinfo(mountinfo)?) {
+    let text = std::fs::read_to_string(mountinfo).map_err(|source| PrepareError::MountInfo {
+        path: mountinfo.to_owned(),
+        source,
+    })?;
+    // An unparsable table counts as "not mounted": mounting again is harmless.
+    if MountInfo::parse(&text).is_ok_and(|m| m.is_mount_point(dir)) {
         return Ok(SecurityfsOutcome::AlreadyMounted);
     }
     mount(
