@@ -15,7 +15,20 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-pub const WS_INIT: &str = env!("CARGO_BIN_EXE_ws-init");
+/// The binary under test: the one cargo built for this test run, or another
+/// build of it (the static musl release) named by `WS_INIT_TEST_BIN`.
+pub fn ws_init() -> String {
+    std::env::var("WS_INIT_TEST_BIN")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            std::fs::canonicalize(&p)
+                .unwrap_or_else(|e| panic!("WS_INIT_TEST_BIN={p}: {e}"))
+                .to_string_lossy()
+                .into_owned()
+        })
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_ws-init").to_string())
+}
 
 /// Bound of a whole ws-init run unless a test says otherwise.
 pub const RUN_BOUND: Duration = Duration::from_secs(20);
@@ -122,10 +135,10 @@ impl Spec {
         let out = dir.join("ws-init.stdout");
         let err = dir.join("ws-init.stderr");
         let mut cmd = match (self.mode, &self.setup) {
-            (Mode::Subreaper, _) => Command::new(WS_INIT),
+            (Mode::Subreaper, _) => Command::new(ws_init()),
             (Mode::Pid1, None) => {
                 let mut c = Command::new("unshare");
-                c.args(["--pid", "--fork", "--mount-proc", WS_INIT]);
+                c.args(["--pid", "--fork", "--mount-proc", &ws_init()]);
                 c
             }
             (Mode::Pid1, Some(setup)) => {
@@ -141,7 +154,7 @@ impl Spec {
                     "sh",
                     "-c",
                     &format!("set -e\n{setup}\nexec \"$0\" \"$@\""),
-                    WS_INIT,
+                    &ws_init(),
                 ]);
                 c
             }
@@ -286,7 +299,7 @@ impl Drop for Running {
 }
 
 fn exe_is_ws_init(pid: i32) -> bool {
-    let want = std::fs::canonicalize(WS_INIT).ok();
+    let want = std::fs::canonicalize(ws_init()).ok();
     std::fs::read_link(format!("/proc/{pid}/exe")).ok() == want
 }
 
