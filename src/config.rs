@@ -130,13 +130,22 @@ fn parse_u32(var: &'static str, value: &str, max: u32) -> Result<u32, ConfigErro
         .parse::<u32>()
         .ok()
         .filter(|v| *v <= max)
-        .ok_or_else(|| err(var, value, format!("expected a whole number from 0 to {max}")))
+        .ok_or_else(|| {
+            err(
+                var,
+                value,
+                format!("expected a whole number from 0 to {max}"),
+            )
+        })
 }
 
 /// Seconds, integer or decimal, not negative, at most a day.
 fn parse_seconds(var: &'static str, value: &str) -> Result<Duration, ConfigError> {
     let accepted = "expected a number of seconds from 0 to 86400 (for example 8 or 2.5)";
-    let secs: f64 = value.trim().parse().map_err(|_| err(var, value, accepted))?;
+    let secs: f64 = value
+        .trim()
+        .parse()
+        .map_err(|_| err(var, value, accepted))?;
     if !secs.is_finite() || !(0.0..=86400.0).contains(&secs) {
         return Err(err(var, value, accepted));
     }
@@ -210,10 +219,12 @@ impl Settings {
     /// Read the real process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         // Non-UTF-8 values are kept lossily so the error message can still show them.
-        Self::from_vars(
-            std::env::vars_os()
-                .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())),
-        )
+        Self::from_vars(std::env::vars_os().map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        }))
     }
 
     /// Pure: build settings from a list of variables.
@@ -223,7 +234,10 @@ impl Settings {
         K: Into<String>,
         V: Into<String>,
     {
-        let env: HashMap<String, String> = vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        let env: HashMap<String, String> = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
         let get = |k: &str| env.get(k).map(String::as_str);
         let mut s = Settings::default();
 
@@ -233,7 +247,11 @@ impl Settings {
         if let Some(v) = get("WS_USER") {
             let v = v.trim();
             if v.contains(':') || v.contains(char::is_whitespace) {
-                return Err(err("WS_USER", v, "expected a user name or a numeric uid from /etc/passwd"));
+                return Err(err(
+                    "WS_USER",
+                    v,
+                    "expected a user name or a numeric uid from /etc/passwd",
+                ));
             }
             if !v.is_empty() {
                 s.user = Some(v.to_string());
@@ -276,7 +294,13 @@ impl Settings {
                 "" | "info" => LogLevel::Info,
                 "debug" => LogLevel::Debug,
                 "trace" => LogLevel::Trace,
-                _ => return Err(err("WS_LOG_LEVEL", v, "expected one of error, warn, info, debug, trace")),
+                _ => {
+                    return Err(err(
+                        "WS_LOG_LEVEL",
+                        v,
+                        "expected one of error, warn, info, debug, trace",
+                    ))
+                }
             };
         }
         if let Some(v) = get("WS_LOG_FORMAT") {
@@ -321,7 +345,11 @@ impl Settings {
         }
         if let Some(v) = get("DOCKER_TLS_SAN") {
             s.tls_san = v.split_whitespace().map(str::to_string).collect();
-            if let Some(bad) = s.tls_san.iter().find(|x| !(x.starts_with("DNS:") || x.starts_with("IP:"))) {
+            if let Some(bad) = s
+                .tls_san
+                .iter()
+                .find(|x| !(x.starts_with("DNS:") || x.starts_with("IP:")))
+            {
                 return Err(err(
                     "DOCKER_TLS_SAN",
                     bad,
@@ -358,10 +386,20 @@ mod tests {
     #[test]
     fn booleans_accept_the_documented_words_in_any_case() {
         for v in ["1", "true", "YES", "On", " true "] {
-            assert!(parse(&[("WS_DOCKER_ENABLE_CLIENT", v)]).unwrap().docker_enable_client, "{v}");
+            assert!(
+                parse(&[("WS_DOCKER_ENABLE_CLIENT", v)])
+                    .unwrap()
+                    .docker_enable_client,
+                "{v}"
+            );
         }
         for v in ["0", "false", "No", "OFF", ""] {
-            assert!(!parse(&[("WS_DOCKER_ENABLE_CLIENT", v)]).unwrap().docker_enable_client, "{v}");
+            assert!(
+                !parse(&[("WS_DOCKER_ENABLE_CLIENT", v)])
+                    .unwrap()
+                    .docker_enable_client,
+                "{v}"
+            );
         }
     }
 
@@ -370,15 +408,29 @@ mod tests {
         let e = parse(&[("WS_DOCKER_ENABLE_CLIENT", "banana")]).unwrap_err();
         assert_eq!(e.var, "WS_DOCKER_ENABLE_CLIENT");
         let msg = e.to_string();
-        assert!(msg.contains("WS_DOCKER_ENABLE_CLIENT") && msg.contains("banana") && msg.contains("1/true/yes/on"), "{msg}");
+        assert!(
+            msg.contains("WS_DOCKER_ENABLE_CLIENT")
+                && msg.contains("banana")
+                && msg.contains("1/true/yes/on"),
+            "{msg}"
+        );
         assert!(parse(&[("WS_DOCKER_WAIT", "2")]).is_err());
     }
 
     #[test]
     fn stop_timeout_accepts_seconds_and_refuses_negative_or_junk() {
-        assert_eq!(parse(&[("WS_STOP_TIMEOUT", "3")]).unwrap().stop_timeout, Duration::from_secs(3));
-        assert_eq!(parse(&[("WS_STOP_TIMEOUT", "0.5")]).unwrap().stop_timeout, Duration::from_millis(500));
-        assert_eq!(parse(&[("WS_STOP_TIMEOUT", "0")]).unwrap().stop_timeout, Duration::ZERO);
+        assert_eq!(
+            parse(&[("WS_STOP_TIMEOUT", "3")]).unwrap().stop_timeout,
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            parse(&[("WS_STOP_TIMEOUT", "0.5")]).unwrap().stop_timeout,
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            parse(&[("WS_STOP_TIMEOUT", "0")]).unwrap().stop_timeout,
+            Duration::ZERO
+        );
         for bad in ["-3", "abc", "", "1e9", "NaN", "inf"] {
             let e = parse(&[("WS_STOP_TIMEOUT", bad)]).unwrap_err();
             assert_eq!(e.var, "WS_STOP_TIMEOUT", "{bad}");
@@ -388,7 +440,10 @@ mod tests {
 
     #[test]
     fn docker_gid_must_be_a_usable_group_number() {
-        assert_eq!(parse(&[("WS_DOCKER_GID", "2375")]).unwrap().docker_gid, 2375);
+        assert_eq!(
+            parse(&[("WS_DOCKER_GID", "2375")]).unwrap().docker_gid,
+            2375
+        );
         for bad in ["0", "65534", "-1", "docker", "4294967295", ""] {
             assert!(parse(&[("WS_DOCKER_GID", bad)]).is_err(), "{bad}");
         }
@@ -396,17 +451,33 @@ mod tests {
 
     #[test]
     fn dockerd_args_are_split_like_a_shell() {
-        let s = parse(&[("WS_DOCKERD_ARGS", r#"--debug --label "a b" --label='c d' --x=e\ f"#)]).unwrap();
-        assert_eq!(s.dockerd_args, ["--debug", "--label", "a b", "--label=c d", "--x=e f"]);
+        let s = parse(&[(
+            "WS_DOCKERD_ARGS",
+            r#"--debug --label "a b" --label='c d' --x=e\ f"#,
+        )])
+        .unwrap();
+        assert_eq!(
+            s.dockerd_args,
+            ["--debug", "--label", "a b", "--label=c d", "--x=e f"]
+        );
         assert!(parse(&[("WS_DOCKERD_ARGS", "--label 'open")]).is_err());
         assert!(parse(&[("WS_DOCKERD_ARGS", "dockerd --debug")]).is_err());
-        assert!(parse(&[("WS_DOCKERD_ARGS", "")]).unwrap().dockerd_args.is_empty());
+        assert!(parse(&[("WS_DOCKERD_ARGS", "")])
+            .unwrap()
+            .dockerd_args
+            .is_empty());
     }
 
     #[test]
     fn tls_certdir_follows_upstream_meaning() {
-        assert_eq!(parse(&[("DOCKER_TLS_CERTDIR", "/certs")]).unwrap().tls, TlsSetting::CertDir("/certs".into()));
-        assert_eq!(parse(&[("DOCKER_TLS_CERTDIR", "")]).unwrap().tls, TlsSetting::PlainTcp);
+        assert_eq!(
+            parse(&[("DOCKER_TLS_CERTDIR", "/certs")]).unwrap().tls,
+            TlsSetting::CertDir("/certs".into())
+        );
+        assert_eq!(
+            parse(&[("DOCKER_TLS_CERTDIR", "")]).unwrap().tls,
+            TlsSetting::PlainTcp
+        );
         assert!(parse(&[("DOCKER_TLS_CERTDIR", "certs")]).is_err());
     }
 
@@ -420,14 +491,27 @@ mod tests {
 
     #[test]
     fn iptables_legacy_set_even_empty_decides() {
-        assert_eq!(parse(&[("DOCKER_IPTABLES_LEGACY", "1")]).unwrap().iptables_legacy, Some(true));
-        assert_eq!(parse(&[("DOCKER_IPTABLES_LEGACY", "")]).unwrap().iptables_legacy, Some(false));
+        assert_eq!(
+            parse(&[("DOCKER_IPTABLES_LEGACY", "1")])
+                .unwrap()
+                .iptables_legacy,
+            Some(true)
+        );
+        assert_eq!(
+            parse(&[("DOCKER_IPTABLES_LEGACY", "")])
+                .unwrap()
+                .iptables_legacy,
+            Some(false)
+        );
     }
 
     #[test]
     fn docker_host_schemes() {
         assert_eq!(
-            parse(&[("DOCKER_HOST", "tcp://h:2375")]).unwrap().docker_host.as_deref(),
+            parse(&[("DOCKER_HOST", "tcp://h:2375")])
+                .unwrap()
+                .docker_host
+                .as_deref(),
             Some("tcp://h:2375")
         );
         assert_eq!(parse(&[("DOCKER_HOST", "")]).unwrap().docker_host, None);
@@ -437,14 +521,20 @@ mod tests {
     #[test]
     fn log_settings() {
         let s = parse(&[("WS_LOG_LEVEL", "DEBUG"), ("WS_LOG_FORMAT", "json")]).unwrap();
-        assert_eq!((s.log_level, s.log_format), (LogLevel::Debug, LogFormat::Json));
+        assert_eq!(
+            (s.log_level, s.log_format),
+            (LogLevel::Debug, LogFormat::Json)
+        );
         assert!(parse(&[("WS_LOG_LEVEL", "loud")]).is_err());
         assert!(parse(&[("WS_LOG_FORMAT", "xml")]).is_err());
     }
 
     #[test]
     fn user_name_validation() {
-        assert_eq!(parse(&[("WS_USER", "dev")]).unwrap().user.as_deref(), Some("dev"));
+        assert_eq!(
+            parse(&[("WS_USER", "dev")]).unwrap().user.as_deref(),
+            Some("dev")
+        );
         assert_eq!(parse(&[("WS_USER", "")]).unwrap().user, None);
         assert!(parse(&[("WS_USER", "a:b")]).is_err());
     }

@@ -1,1 +1,14 @@
-//! (being written)
+//! The inner dockerd: started as a child of ws-init, its output logged,
+//! readiness noticed over its socket, restarted with backoff when it dies,
+//! stopped in order at shutdown (design §5).
+//!
+//! - [`backoff`]: the restart policy, a pure state machine.
+//! - [`logs`]: dockerd's output to a bounded file, warnings echoed to stderr.
+//! - [`supervise`]: the supervision task and the handle the rest of ws-init uses.
+
+pub mod backoff;
+pub mod logs;
+pub mod supervise;
+
+pub use backoff::{Backoff, BackoffPolicy};
+pub use supervise::{DockerdHandle, DockerdSpec, NotRunning, State, Supervisor};

@@ -1,1 +1,355 @@
-//! (being written)
+//! `ws-init doctor`: what was detected, what ws-init would do, each problem with its fix.
+
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::plan::{DockerMode, Plan, Step, Warning};
+use crate::probe::{CapLevel, SystemProbe};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CgroupSummary {
+    pub layout: crate::probe::CgroupLayout,
+    pub read_only_v1: Vec<String>,
+    pub cgroup2_mounts: Vec<String>,
+    pub root_procs: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CapsSummary {
+    pub level: CapLevel,
+    pub missing: Vec<String>,
+    pub user_namespace: bool,
+    pub seccomp_filter: bool,
+    pub apparmor_profile: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub message: String,
+    pub fix: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DoctorReport {
+    pub schema_version: u32,
+    /// Docker would work (the mode is not Impossible).
+    pub ok: bool,
+    pub enabled: bool,
+    pub mode: DockerMode,
+    pub running_as_root: bool,
+    pub cgroups: CgroupSummary,
+    pub iptables: Option<crate::plan::IptablesDecision>,
+    pub capabilities: CapsSummary,
+    pub storage_path: String,
+    pub storage_fs: Option<String>,
+    pub storage_is_volume: bool,
+    pub mtu_interface: Option<String>,
+    pub mtu: Option<u32>,
+    pub steps: Vec<crate::plan::PlannedStep>,
+    pub dockerd_command: Option<Vec<String>>,
+    pub problems: Vec<Problem>,
+}
+
+pub fn report(probe: &SystemProbe, plan: &Plan, settings: &Settings) -> DoctorReport {
+    let mut problems: Vec<Problem> = Vec::new();
+    if let DockerMode::Impossible {
+        reasons,
+        suggestions,
+    } = &plan.mode
+    {
+        let fix = format!("any of: {}", suggestions.join("; "));
+        problems.extend(reasons.iter().map(|r| Problem {
+            message: r.clone(),
+            fix: Some(fix.clone()),
+        }));
+    }
+    problems.extend(
+        plan.warnings
+            .iter()
+            .map(|Warning { message, fix }| Problem {
+                message: message.clone(),
+                fix: fix.clone(),
+            }),
+    );
+    problems.extend(probe.errors.iter().map(|e| Problem {
+        message: e.clone(),
+        fix: None,
+    }));
+    let paths = |v: &[std::path::PathBuf]| v.iter().map(|p| p.display().to_string()).collect();
+    DoctorReport {
+        schema_version: SCHEMA_VERSION,
+        ok: plan.mode.works(),
+        enabled: settings.docker_enable_client,
+        mode: plan.mode.clone(),
+        running_as_root: probe.is_root(),
+        cgroups: CgroupSummary {
+            layout: probe.cgroups.layout,
+            read_only_v1: paths(&probe.cgroups.v1_read_only),
+            cgroup2_mounts: paths(&probe.cgroups.cgroup2_mounts),
+            root_procs: probe.cgroups.v2_root.as_ref().map(|r| r.root_procs),
+        },
+        iptables: plan.iptables.clone(),
+        capabilities: CapsSummary {
+            level: probe.caps.level,
+            missing: probe.caps.missing.clone(),
+            user_namespace: probe.userns.in_user_namespace,
+            seccomp_filter: probe.seccomp == Some(2),
+            apparmor_profile: probe.apparmor_profile.clone(),
+        },
+        storage_path: probe.docker_storage.path.display().to_string(),
+        storage_fs: probe.docker_storage.fs_type.clone(),
+        storage_is_volume: probe.docker_storage.is_mount_point,
+        mtu_interface: probe.net.default_route_interface.clone(),
+        mtu: probe.net.default_route_mtu,
+        steps: plan.steps.clone(),
+        dockerd_command: plan.dockerd.as_ref().map(|d| {
+            std::iter::once(d.program.display().to_string())
+                .chain(d.args.iter().cloned())
+                .collect()
+        }),
+        problems,
+    }
+}
+
+fn mode_text(m: &DockerMode) -> String {
+    match m {
+        DockerMode::Disabled => "disabled (WS_DOCKER_ENABLE_CLIENT is off)".into(),
+        DockerMode::Remote { host, kind } => format!("remote engine {host} ({kind:?})"),
+        DockerMode::HostSocket {
+            path,
+            gid,
+            read_only,
+            answers,
+        } => format!(
+            "host socket {} (group {gid}{}{})",
+            path.display(),
+            if *read_only { ", read-only mount" } else { "" },
+            if *answers {
+                ", answering"
+            } else {
+                ", not answering"
+            }
+        ),
+        DockerMode::Sysbox => "inner dockerd under sysbox".into(),
+        DockerMode::InnerDaemon { privilege } => format!("inner dockerd ({privilege:?})"),
+        DockerMode::Impossible { .. } => "impossible in this container".into(),
+    }
+}
+
+fn step_text(s: &Step) -> String {
+    match s {
+        Step::RemoveStalePidFiles { files } => format!(
+            "remove stale pid files {}",
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Step::MountSecurityfs => "mount securityfs on /sys/kernel/security".into(),
+        Step::RemountCgroup2Rw { mount_point } => {
+            format!("remount {} read-write", mount_point.display())
+        }
+        Step::CgroupV2Evacuate {
+            root,
+            init,
+            controllers,
+        } => format!(
+            "move processes of {} into {} and enable {}",
+            root.display(),
+            init.display(),
+            controllers.join(" ")
+        ),
+        Step::RemountCgroupV1Rw { mount_points } => {
+            format!(
+                "remount {} cgroup v1 hierarchies read-write",
+                mount_points.len()
+            )
+        }
+        Step::MakeRootRshared => "mount --make-rshared /".into(),
+        Step::IptablesLegacyLinks { dir } => format!(
+            "put iptables-legacy links in {} first on PATH",
+            dir.display()
+        ),
+        Step::GenerateTls { dir, .. } => format!("generate TLS certificates in {}", dir.display()),
+        Step::EnsureDockerGroup { gid } => {
+            format!("ensure group docker (gid {gid}) with the workspace user")
+        }
+        Step::AddUserToSocketGroup { gid } => {
+            format!("add the workspace user to the socket's group {gid}")
+        }
+    }
+}
+
+pub fn render_text(r: &DoctorReport) -> String {
+    let mut out = String::new();
+    let mut row = |k: &str, v: String| out.push_str(&format!("{k:<14} {v}\n"));
+    row(
+        "docker",
+        format!(
+            "{} — {}",
+            if r.ok { "OK" } else { "NOT AVAILABLE" },
+            mode_text(&r.mode)
+        ),
+    );
+    row(
+        "root",
+        if r.running_as_root {
+            "yes".into()
+        } else {
+            "no".into()
+        },
+    );
+    let mut cg = format!("{:?}", r.cgroups.layout).to_lowercase();
+    if !r.cgroups.read_only_v1.is_empty() {
+        cg.push_str(&format!(
+            ", {} v1 hierarchies read-only",
+            r.cgroups.read_only_v1.len()
+        ));
+    }
+    if let Some(n) = r.cgroups.root_procs {
+        cg.push_str(&format!(", {n} processes in the root cgroup"));
+    }
+    row("cgroups", cg);
+    let c = &r.capabilities;
+    let mut caps = format!("{:?}", c.level).to_lowercase();
+    if !c.missing.is_empty() && c.missing.len() <= 6 {
+        caps.push_str(&format!(" (missing {})", c.missing.join(", ")));
+    } else if !c.missing.is_empty() {
+        caps.push_str(&format!(" ({} missing)", c.missing.len()));
+    }
+    if c.user_namespace {
+        caps.push_str(", user namespace");
+    }
+    if c.seccomp_filter {
+        caps.push_str(", seccomp filter");
+    }
+    if let Some(a) = &c.apparmor_profile {
+        caps.push_str(&format!(", AppArmor {a}"));
+    }
+    row("capabilities", caps);
+    row(
+        "iptables",
+        match &r.iptables {
+            Some(d) => format!(
+                "{} — {}",
+                format!("{:?}", d.backend).to_lowercase(),
+                d.reason
+            ),
+            None => "not used".into(),
+        },
+    );
+    row(
+        "storage",
+        format!(
+            "{} on {}{}",
+            r.storage_path,
+            r.storage_fs.as_deref().unwrap_or("unknown"),
+            if r.storage_is_volume {
+                " (own mount)"
+            } else {
+                ""
+            }
+        ),
+    );
+    row(
+        "mtu",
+        match (&r.mtu_interface, r.mtu) {
+            (Some(i), Some(m)) => format!("{m} ({i}, default route)"),
+            (Some(i), None) => format!("unknown ({i})"),
+            _ => "no default route".into(),
+        },
+    );
+    if let Some(cmd) = &r.dockerd_command {
+        row("dockerd", cmd.join(" "));
+    }
+    if !r.steps.is_empty() {
+        out.push_str("\nsteps:\n");
+        for s in &r.steps {
+            out.push_str(&format!(
+                "  - {}{}\n",
+                step_text(&s.step),
+                if s.optional { " (optional)" } else { "" }
+            ));
+        }
+    }
+    if !r.problems.is_empty() {
+        out.push_str("\nproblems:\n");
+        for p in &r.problems {
+            out.push_str(&format!("  ! {}\n", p.message));
+            if let Some(f) = &p.fix {
+                out.push_str(&format!("    fix: {f}\n"));
+            }
+        }
+    }
+    out
+}
+
+pub fn render_json(r: &DoctorReport) -> String {
+    // Every field is plain data (paths were made strings): this cannot fail.
+    serde_json::to_string_pretty(r)
+        .unwrap_or_else(|e| format!("{{\"schema_version\":1,\"error\":\"{e}\"}}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::make_plan;
+    use crate::plan::tests::{enabled, probe};
+
+    #[test]
+    fn plain_run_report_is_not_ok_and_lists_the_ways_out() {
+        let s = enabled();
+        let p = probe("docker-plain", &s);
+        let r = report(&p, &make_plan(&p, &s), &s);
+        assert!(!r.ok);
+        let text = render_text(&r);
+        assert!(text.contains("NOT AVAILABLE"), "{text}");
+        assert!(
+            text.contains("--privileged") && text.contains("sysbox-runc"),
+            "{text}"
+        );
+        assert!(text.contains("9 v1 hierarchies read-only"), "{text}");
+        let v: serde_json::Value = serde_json::from_str(&render_json(&r)).unwrap();
+        assert_eq!(v["schema_version"], 1);
+        assert_eq!(v["ok"], false);
+        assert_eq!(v["mode"]["mode"], "impossible");
+    }
+
+    #[test]
+    fn near_privileged_report_shows_steps_and_storage_fix() {
+        let s = enabled();
+        let mut p = probe("docker-near-privileged", &s);
+        p.iptables.nft_works = Some(true);
+        let r = report(&p, &make_plan(&p, &s), &s);
+        assert!(r.ok);
+        let text = render_text(&r);
+        for needle in [
+            "inner dockerd (NearPrivileged)",
+            "remount 9 cgroup v1 hierarchies read-write",
+            "mount --make-rshared /",
+            "/var/lib/docker on overlay",
+            "fix: mount a volume there: -v ws-docker:/var/lib/docker",
+            "nft — `iptables -nL` works",
+            "dockerd --host=unix:///var/run/docker.sock",
+            "mtu            1500 (eth0, default route)",
+        ] {
+            assert!(text.contains(needle), "{needle} not in\n{text}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&render_json(&r)).unwrap();
+        assert_eq!(v["mode"]["privilege"], "near_privileged");
+        assert_eq!(v["steps"][0]["step"], "mount_securityfs");
+        assert_eq!(v["storage_fs"], "overlay");
+    }
+
+    #[test]
+    fn disabled_is_ok_with_nothing_to_do() {
+        let s = Settings::default();
+        let p = probe("docker-plain", &s);
+        let r = report(&p, &make_plan(&p, &s), &s);
+        assert!(r.ok && r.steps.is_empty() && r.problems.is_empty() && !r.enabled);
+        assert!(render_text(&r).contains("disabled"));
+    }
+}

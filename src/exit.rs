@@ -44,11 +44,18 @@ impl std::fmt::Display for ChildExit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match *self {
             ChildExit::Exited(code) => write!(f, "exited with status {code}"),
-            ChildExit::Signaled { signal, core_dumped } => {
+            ChildExit::Signaled {
+                signal,
+                core_dumped,
+            } => {
                 let name = nix::sys::signal::Signal::try_from(signal)
                     .map(|s| s.as_str().to_string())
                     .unwrap_or_else(|_| format!("signal {signal}"));
-                write!(f, "killed by {name}{}", if core_dumped { " (core dumped)" } else { "" })
+                write!(
+                    f,
+                    "killed by {name}{}",
+                    if core_dumped { " (core dumped)" } else { "" }
+                )
             }
         }
     }
@@ -108,14 +115,29 @@ mod tests {
             ))
         );
         assert_eq!(ChildExit::from_wait_status(WaitStatus::StillAlive), None);
-        assert_eq!(ChildExit::from_wait_status(WaitStatus::Stopped(p, Signal::SIGSTOP)), None);
+        assert_eq!(
+            ChildExit::from_wait_status(WaitStatus::Stopped(p, Signal::SIGSTOP)),
+            None
+        );
     }
 
     #[test]
     fn spawn_errors_map_to_127_and_126() {
-        assert_eq!(spawn_error_code(&io::Error::from(io::ErrorKind::NotFound)), 127);
-        assert_eq!(spawn_error_code(&io::Error::from_raw_os_error(libc::ENOENT)), 127);
-        assert_eq!(spawn_error_code(&io::Error::from_raw_os_error(libc::EACCES)), 126);
-        assert_eq!(spawn_error_code(&io::Error::from_raw_os_error(libc::ENOEXEC)), 126);
+        assert_eq!(
+            spawn_error_code(&io::Error::from(io::ErrorKind::NotFound)),
+            127
+        );
+        assert_eq!(
+            spawn_error_code(&io::Error::from_raw_os_error(libc::ENOENT)),
+            127
+        );
+        assert_eq!(
+            spawn_error_code(&io::Error::from_raw_os_error(libc::EACCES)),
+            126
+        );
+        assert_eq!(
+            spawn_error_code(&io::Error::from_raw_os_error(libc::ENOEXEC)),
+            126
+        );
     }
 }

@@ -4,6 +4,9 @@
 //! `probe` reads the system into plain data, `plan` decides (pure), `prepare`
 //! applies, `dockerd` supervises the inner daemon, `pid1` spawns, forwards
 //! signals, reaps and shuts down.
+pub mod app;
+pub mod bringup;
+pub mod cli;
 pub mod config;
 pub mod docker_api;
 pub mod dockerd;

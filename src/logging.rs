@@ -31,6 +31,10 @@ pub fn init(level: LogLevel, format: LogFormat) {
                     .compact(),
             )
             .try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(false).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
     };
 }

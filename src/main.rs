@@ -1,1 +1,43 @@
-fn main() {}
+use std::process::ExitCode;
+
+use ws_init::cli::{self, Invocation};
+use ws_init::config::Settings;
+use ws_init::exit::EXIT_USAGE;
+
+fn main() -> ExitCode {
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let invocation = match cli::parse(&args) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("ws-init: {e}");
+            return ExitCode::from(EXIT_USAGE as u8);
+        }
+    };
+    match invocation {
+        Invocation::Help => {
+            println!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Invocation::Version => {
+            println!("ws-init {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    // Configuration is validated before anything is started.
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ws-init: {e}");
+            return ExitCode::from(EXIT_USAGE as u8);
+        }
+    };
+    ws_init::logging::init(settings.log_level, settings.log_format);
+    let code = match invocation {
+        Invocation::Run(cmd) => ws_init::app::run(cmd, settings),
+        Invocation::Doctor { json } => ws_init::app::doctor(&settings, json),
+        Invocation::WaitDocker { timeout } => ws_init::app::wait_docker(&settings, timeout),
+        Invocation::Help | Invocation::Version => unreachable!("handled above"),
+    };
+    ExitCode::from(code.clamp(0, 255) as u8)
+}

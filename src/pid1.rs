@@ -73,7 +73,11 @@ impl Child {
         if let Some(exit) = self.exit {
             return exit;
         }
-        let rx = self.rx.take().expect("receiver present until exit is known");
+        // Polled by reference so a `select!` that drops this future loses nothing.
+        let rx = self
+            .rx
+            .as_mut()
+            .expect("receiver present until exit is known");
         // The sender lives in the reaper's table until the status arrives; a
         // dropped sender would mean the reaper is gone, which ends the runtime.
         let exit = rx.await.unwrap_or(ChildExit::Signaled {
@@ -81,6 +85,7 @@ impl Child {
             core_dumped: false,
         });
         self.exit = Some(exit);
+        self.rx = None;
         exit
     }
 
@@ -195,11 +200,14 @@ impl Reaper {
     /// Waits until no child is left, or the deadline passes. True if none is left.
     pub async fn wait_no_children(&self, deadline: Instant) -> bool {
         loop {
-            let notified = self.reaped.notified();
             self.reap_all();
             if !self.has_children() {
                 return true;
             }
+            // Created after reaping: a `Notified` counts every notify_waiters
+            // from its creation on, so an earlier one would fire at once.
+            // Single-threaded, nothing can be reaped between the two lines.
+            let notified = self.reaped.notified();
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 self.reap_all();
                 return !self.has_children();
@@ -243,7 +251,8 @@ impl Reaper {
         tracing::warn!("processes still running after the stop timeout: sending SIGKILL");
         self.signal_remaining(Signal::SIGKILL);
         // SIGKILL cannot be refused; a short bound only guards against D-state.
-        self.wait_no_children(Instant::now() + Duration::from_secs(2)).await;
+        self.wait_no_children(Instant::now() + Duration::from_secs(2))
+            .await;
     }
 }
 
@@ -252,7 +261,11 @@ pub fn descendants(proc: &Path, root: i32) -> Vec<i32> {
     let mut parent_of = Vec::new();
     if let Ok(entries) = std::fs::read_dir(proc) {
         for entry in entries.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i32>().ok())
+            else {
                 continue;
             };
             if let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) {
@@ -271,7 +284,12 @@ pub fn descendants_of(parent_of: &[(i32, i32)], root: i32) -> Vec<i32> {
     let mut i = 0;
     while i < found.len() {
         let p = found[i];
-        found.extend(parent_of.iter().filter(|(_, pp)| *pp == p).map(|(pid, _)| *pid));
+        found.extend(
+            parent_of
+                .iter()
+                .filter(|(_, pp)| *pp == p)
+                .map(|(pid, _)| *pid),
+        );
         i += 1;
     }
     found.remove(0);
@@ -303,7 +321,9 @@ pub struct RunAs {
 /// permitted, effective and ambient sets).
 pub fn configure_child(cmd: &mut Command, run_as: Option<&RunAs>, foreground_tty: bool) {
     if let Some(user) = run_as {
-        cmd.env("HOME", &user.home).env("USER", &user.name).env("LOGNAME", &user.name);
+        cmd.env("HOME", &user.home)
+            .env("USER", &user.name)
+            .env("LOGNAME", &user.name);
         if std::env::var_os("SHELL").is_none() && !user.shell.is_empty() {
             cmd.env("SHELL", &user.shell);
         }

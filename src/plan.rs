@@ -1,1 +1,661 @@
-//! (being written)
+//! Decide (pure, no I/O): which Docker mode this container can offer, and the
+//! steps `prepare` and `dockerd` take to get there. Input is a `SystemProbe`
+//! and the `Settings`; every decision is unit-tested on captured fixtures.
+
+pub mod dockerd_args;
+pub mod iptables;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::{Settings, TlsSetting};
+use crate::probe::caps::{CAP_NET_ADMIN, CAP_SYS_ADMIN};
+use crate::probe::{CapLevel, CgroupLayout, IptablesTool, SystemProbe, DOCKER_SOCKET};
+
+pub use iptables::{
+    choose_iptables, IptablesBackend, IptablesChoice, IptablesDecision, LEGACY_LINK_DIR,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteKind {
+    Tcp,
+    TcpTls,
+    Ssh,
+    Unix,
+    /// `fd://`, `npipe://`: passed to the CLI as is.
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Privilege {
+    Full,
+    NearPrivileged,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum DockerMode {
+    /// WS_DOCKER_ENABLE_CLIENT is off.
+    Disabled,
+    /// DOCKER_HOST names an engine elsewhere; start nothing.
+    Remote { host: String, kind: RemoteKind },
+    /// A socket bind-mounted from the host (or named by a unix:// DOCKER_HOST).
+    HostSocket {
+        path: PathBuf,
+        gid: u32,
+        read_only: bool,
+        answers: bool,
+    },
+    /// sysbox-runc: inner dockerd without cgroup evacuation, mount failures not fatal.
+    Sysbox,
+    /// --privileged or the near-privileged flag set: full DinD preparation.
+    InnerDaemon { privilege: Privilege },
+    /// Plain `docker run` (or not root): the workspace starts, Docker does not.
+    Impossible {
+        reasons: Vec<String>,
+        suggestions: Vec<String>,
+    },
+}
+
+impl DockerMode {
+    /// Docker would work in this mode (doctor's `ok`; Disabled counts as fine).
+    pub fn works(&self) -> bool {
+        !matches!(self, DockerMode::Impossible { .. })
+    }
+    pub fn starts_dockerd(&self) -> bool {
+        matches!(self, DockerMode::Sysbox | DockerMode::InnerDaemon { .. })
+    }
+    pub fn name(&self) -> &'static str {
+        match self {
+            DockerMode::Disabled => "disabled",
+            DockerMode::Remote { .. } => "remote",
+            DockerMode::HostSocket { .. } => "host-socket",
+            DockerMode::Sysbox => "sysbox",
+            DockerMode::InnerDaemon { .. } => "inner-daemon",
+            DockerMode::Impossible { .. } => "impossible",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// Delete `docker*.pid` left by an unclean stop (dockerd refuses to start otherwise).
+    RemoveStalePidFiles { files: Vec<PathBuf> },
+    /// `mount -t securityfs securityfs /sys/kernel/security` (AppArmor inside needs it).
+    MountSecurityfs,
+    /// cgroup2 root mounted read-only: `mount -o remount,rw` it.
+    RemountCgroup2Rw { mount_point: PathBuf },
+    /// Move every process of the root cgroup into `init`, then enable `controllers` for children.
+    CgroupV2Evacuate {
+        root: PathBuf,
+        init: PathBuf,
+        controllers: Vec<String>,
+    },
+    /// `mount -o remount,bind,rw` each read-only cgroup v1 hierarchy.
+    RemountCgroupV1Rw { mount_points: Vec<PathBuf> },
+    /// `mount --make-rshared /`.
+    MakeRootRshared,
+    /// Create `dir` with `iptables*` → `*-legacy` links; dockerd gets it first on PATH.
+    IptablesLegacyLinks { dir: PathBuf },
+    /// Generate or refresh certificates under `dir` (upstream layout ca/, server/, client/).
+    GenerateTls {
+        dir: PathBuf,
+        extra_sans: Vec<String>,
+    },
+    /// A `docker` group with this gid exists and has the workspace user.
+    EnsureDockerGroup { gid: u32 },
+    /// The host socket's group (by gid) exists and has the workspace user.
+    AddUserToSocketGroup { gid: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PlannedStep {
+    #[serde(flatten)]
+    pub step: Step,
+    /// A failure is logged as a warning and startup continues.
+    pub optional: bool,
+    pub why: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Warning {
+    pub message: String,
+    pub fix: Option<String>,
+}
+
+fn warn(message: impl Into<String>, fix: impl Into<Option<String>>) -> Warning {
+    Warning {
+        message: message.into(),
+        fix: fix.into(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DockerdPlan {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub socket: PathBuf,
+    pub iptables_legacy: bool,
+    pub tls_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Plan {
+    pub mode: DockerMode,
+    pub steps: Vec<PlannedStep>,
+    pub dockerd: Option<DockerdPlan>,
+    /// `None` when no dockerd is started or the user passed `--iptables=false`.
+    pub iptables: Option<IptablesDecision>,
+    pub warnings: Vec<Warning>,
+}
+
+pub const SUGGEST_PRIVILEGED: &str =
+    "run with --privileged (Kubernetes: securityContext.privileged: true and an emptyDir on /var/lib/docker)";
+pub const SUGGEST_SYSBOX: &str = "run with --runtime=sysbox-runc (no --privileged needed)";
+pub const SUGGEST_SOCKET: &str =
+    "use the host's engine: -v /var/run/docker.sock:/var/run/docker.sock";
+pub const SUGGEST_REMOTE: &str =
+    "use a remote engine: -e DOCKER_HOST=tcp://HOST:2376 with TLS client certificates, or -e DOCKER_HOST=ssh://USER@HOST";
+
+fn tcp_port(host: &str) -> Option<u16> {
+    let rest = host.strip_prefix("tcp://")?;
+    let hostport = rest.split('/').next()?;
+    hostport.rsplit_once(':')?.1.parse().ok()
+}
+
+fn remote_kind(host: &str, tls_verify: bool) -> RemoteKind {
+    if host.starts_with("tcp://") {
+        if tls_verify || tcp_port(host) == Some(2376) {
+            RemoteKind::TcpTls
+        } else {
+            RemoteKind::Tcp
+        }
+    } else if host.starts_with("ssh://") {
+        RemoteKind::Ssh
+    } else if host.starts_with("unix://") {
+        RemoteKind::Unix
+    } else {
+        RemoteKind::Other
+    }
+}
+
+/// What stops an inner dockerd here (empty = nothing).
+pub fn inner_daemon_blockers(p: &SystemProbe) -> Vec<String> {
+    let mut r = Vec::new();
+    if !p.is_root() {
+        r.push(match p.euid {
+            Some(uid) => format!("ws-init runs as uid {uid}, not root, so it cannot start dockerd"),
+            None => "ws-init cannot tell its own uid (/proc/self/status unreadable)".to_string(),
+        });
+    }
+    let missing: Vec<String> = [CAP_SYS_ADMIN, CAP_NET_ADMIN]
+        .into_iter()
+        .filter(|b| !p.caps.has(*b))
+        .map(crate::probe::caps::cap_name)
+        .collect();
+    if !missing.is_empty() {
+        r.push(format!(
+            "the container lacks {} (a plain `docker run` gives too few capabilities for an inner dockerd)",
+            missing.join(" and ")
+        ));
+    }
+    if let Some(profile) = &p.apparmor_profile {
+        if profile != "unconfined" && profile.contains("(enforce)") {
+            r.push(format!(
+                "AppArmor profile {profile:?} forbids the mounts dockerd needs (--security-opt apparmor=unconfined lifts it)"
+            ));
+        }
+    }
+    if p.cgroups.layout == CgroupLayout::None {
+        r.push("no cgroup filesystem is mounted under /sys/fs/cgroup".to_string());
+    }
+    r
+}
+
+fn impossible(p: &SystemProbe, reasons: Vec<String>) -> DockerMode {
+    let mut suggestions = Vec::new();
+    if !p.is_root() {
+        suggestions.push(
+            "run ws-init as root (drop `-u`/`USER` for the entrypoint; the main command still runs as WS_USER)"
+                .to_string(),
+        );
+    }
+    suggestions.extend(
+        [
+            SUGGEST_PRIVILEGED,
+            SUGGEST_SYSBOX,
+            SUGGEST_SOCKET,
+            SUGGEST_REMOTE,
+        ]
+        .map(str::to_string),
+    );
+    DockerMode::Impossible {
+        reasons,
+        suggestions,
+    }
+}
+
+/// The Docker mode, checked in this order: disabled, DOCKER_HOST, host socket,
+/// sysbox (before the capability test, which also passes there), inner daemon.
+pub fn decide_mode(p: &SystemProbe, s: &Settings) -> DockerMode {
+    if !s.docker_enable_client {
+        return DockerMode::Disabled;
+    }
+    if let Some(host) = &s.docker_host {
+        match host.strip_prefix("unix://") {
+            // Our own socket path: the same as no DOCKER_HOST.
+            Some(path) if Path::new(path) == Path::new(DOCKER_SOCKET) => {}
+            Some(_) => {
+                if let Some(sock) = p.docker_host_socket.as_ref().filter(|s| s.is_socket) {
+                    return DockerMode::HostSocket {
+                        path: sock.path.clone(),
+                        gid: sock.gid.unwrap_or(0),
+                        read_only: sock.mount_read_only.unwrap_or(false),
+                        answers: sock.answers(),
+                    };
+                }
+                return DockerMode::Remote {
+                    host: host.clone(),
+                    kind: RemoteKind::Unix,
+                };
+            }
+            None => {
+                return DockerMode::Remote {
+                    host: host.clone(),
+                    kind: remote_kind(host, p.env.docker_tls_verify),
+                }
+            }
+        }
+    }
+    // Host socket: bind-mounted in (the socket path is itself a mount point), or
+    // answering while no dockerd of ours runs (a shared /var/run volume with a
+    // sidecar). A socket file that is neither is the leftover of our own inner
+    // dockerd after `docker restart`: dockerd replaces it.
+    let sock = &p.docker_socket;
+    if sock.is_socket && (sock.is_mount_point || (sock.answers() && p.dockerd_pids.is_empty())) {
+        return DockerMode::HostSocket {
+            path: sock.path.clone(),
+            gid: sock.gid.unwrap_or(0),
+            read_only: sock.mount_read_only.unwrap_or(false),
+            answers: sock.answers(),
+        };
+    }
+    if !p.sysboxfs_mounts.is_empty() {
+        return if p.is_root() {
+            DockerMode::Sysbox
+        } else {
+            impossible(p, inner_daemon_blockers(p))
+        };
+    }
+    let blockers = inner_daemon_blockers(p);
+    if !blockers.is_empty() {
+        return impossible(p, blockers);
+    }
+    DockerMode::InnerDaemon {
+        privilege: if p.caps.level == CapLevel::Full {
+            Privilege::Full
+        } else {
+            Privilege::NearPrivileged
+        },
+    }
+}
+
+/// The next iptables command check the plan needs, if any (drives `probe::probe_iptables_as_needed`).
+pub fn next_iptables_check(p: &SystemProbe, s: &Settings) -> Option<IptablesTool> {
+    if !decide_mode(p, s).starts_dockerd() || dockerd_args::user_disabled_iptables(&s.dockerd_args)
+    {
+        return None;
+    }
+    match choose_iptables(s.iptables_legacy, &p.iptables) {
+        IptablesChoice::NeedCheck(t) => Some(t),
+        IptablesChoice::Decided(_) => None,
+    }
+}
+
+fn iptables_decision(p: &SystemProbe, s: &Settings) -> Option<IptablesDecision> {
+    if dockerd_args::user_disabled_iptables(&s.dockerd_args) {
+        return None;
+    }
+    Some(match choose_iptables(s.iptables_legacy, &p.iptables) {
+        IptablesChoice::Decided(d) => d,
+        IptablesChoice::NeedCheck(t) => IptablesDecision {
+            backend: IptablesBackend::Nft,
+            reason: format!("not checked (`{} -nL` was not run)", t.binary()),
+            works: None,
+        },
+    })
+}
+
+/// dockerd's `--shutdown-timeout`: inside our own stop budget, with 2 s for the rest.
+pub fn shutdown_timeout_secs(stop_timeout: Duration) -> u64 {
+    stop_timeout.as_secs().saturating_sub(2).max(1)
+}
+
+pub fn dockerd_plan(p: &SystemProbe, s: &Settings, iptables_legacy: bool) -> DockerdPlan {
+    let socket = PathBuf::from(DOCKER_SOCKET);
+    let mut ours: Vec<(&str, String)> = vec![
+        ("host", format!("--host=unix://{DOCKER_SOCKET}")),
+        ("group", "--group=docker".to_string()),
+    ];
+    let tls_dir = match &s.tls {
+        TlsSetting::Off => None,
+        TlsSetting::PlainTcp => {
+            ours.push(("host", "--host=tcp://0.0.0.0:2375".to_string()));
+            // Explicit --tls=false skips dockerd's deliberate 16 s pause for unauthenticated TCP.
+            ours.push(("tls", "--tls=false".to_string()));
+            None
+        }
+        TlsSetting::CertDir(dir) => {
+            let server = dir.join("server");
+            ours.push(("host", "--host=tcp://0.0.0.0:2376".to_string()));
+            ours.push(("tlsverify", "--tlsverify".to_string()));
+            ours.push((
+                "tlscacert",
+                format!("--tlscacert={}", server.join("ca.pem").display()),
+            ));
+            ours.push((
+                "tlscert",
+                format!("--tlscert={}", server.join("cert.pem").display()),
+            ));
+            ours.push((
+                "tlskey",
+                format!("--tlskey={}", server.join("key.pem").display()),
+            ));
+            Some(dir.clone())
+        }
+    };
+    if let Some(mtu) = p.net.default_route_mtu.filter(|m| *m < 1500) {
+        ours.push(("mtu", format!("--mtu={mtu}")));
+    }
+    ours.push((
+        "shutdown-timeout",
+        format!(
+            "--shutdown-timeout={}",
+            shutdown_timeout_secs(s.stop_timeout)
+        ),
+    ));
+    let args = dockerd_args::merge(ours, &s.dockerd_args);
+    let path = if iptables_legacy {
+        format!("{LEGACY_LINK_DIR}:{}", p.env.path)
+    } else {
+        p.env.path.clone()
+    };
+    DockerdPlan {
+        program: PathBuf::from("dockerd"),
+        args,
+        env: vec![("container".into(), "docker".into()), ("PATH".into(), path)],
+        socket,
+        iptables_legacy,
+        tls_dir,
+    }
+}
+
+fn step(step: Step, optional: bool, why: impl Into<String>) -> PlannedStep {
+    PlannedStep {
+        step,
+        optional,
+        why: why.into(),
+    }
+}
+
+fn inner_daemon_steps(
+    p: &SystemProbe,
+    s: &Settings,
+    sysbox: bool,
+    legacy: bool,
+) -> Vec<PlannedStep> {
+    let mut steps = Vec::new();
+    let stale: Vec<PathBuf> = p
+        .pid_files
+        .iter()
+        .filter(|f| f.is_stale())
+        .map(|f| f.path.clone())
+        .collect();
+    if !stale.is_empty() {
+        steps.push(step(
+            Step::RemoveStalePidFiles { files: stale },
+            false,
+            "pid files from an unclean stop make dockerd refuse to start",
+        ));
+    }
+    if p.securityfs_dir && !p.securityfs_mounted {
+        steps.push(step(
+            Step::MountSecurityfs,
+            true,
+            "AppArmor inside needs /sys/kernel/security",
+        ));
+    }
+    if let Some(v2) = &p.cgroups.v2_root {
+        if v2.read_only {
+            steps.push(step(
+                Step::RemountCgroup2Rw {
+                    mount_point: v2.path.clone(),
+                },
+                sysbox,
+                "the cgroup2 tree is mounted read-only",
+            ));
+        }
+        let all_enabled = v2
+            .controllers
+            .iter()
+            .all(|c| v2.subtree_control.contains(c));
+        // sysbox already puts us in a leaf cgroup; elsewhere processes in the root block delegation.
+        if !sysbox && (v2.root_procs > 0 || !all_enabled) {
+            steps.push(step(
+                Step::CgroupV2Evacuate {
+                    root: v2.path.clone(),
+                    init: v2.path.join("init"),
+                    controllers: v2.controllers.clone(),
+                },
+                false,
+                "controllers can only be delegated once no process is left in the root cgroup",
+            ));
+        }
+    }
+    if !p.cgroups.v1_read_only.is_empty() {
+        steps.push(step(
+            Step::RemountCgroupV1Rw {
+                mount_points: p.cgroups.v1_read_only.clone(),
+            },
+            sysbox,
+            "read-only cgroup v1 hierarchies break inner containers with resource limits",
+        ));
+    }
+    if !p.mounts.root_is_shared() {
+        steps.push(step(
+            Step::MakeRootRshared,
+            sysbox,
+            "inner containers need shared mount propagation for bind-propagation options",
+        ));
+    }
+    if legacy {
+        steps.push(step(
+            Step::IptablesLegacyLinks {
+                dir: PathBuf::from(LEGACY_LINK_DIR),
+            },
+            false,
+            "dockerd must use the same iptables backend as the rules already in the kernel",
+        ));
+    }
+    if let TlsSetting::CertDir(dir) = &s.tls {
+        steps.push(step(
+            Step::GenerateTls {
+                dir: dir.clone(),
+                extra_sans: s.tls_san.clone(),
+            },
+            false,
+            "DOCKER_TLS_CERTDIR is set: dockerd listens on tcp 2376 with TLS",
+        ));
+    }
+    steps.push(step(
+        Step::EnsureDockerGroup { gid: s.docker_gid },
+        false,
+        "the socket is root:docker 0660 and the workspace user is in docker",
+    ));
+    steps
+}
+
+fn inner_daemon_warnings(
+    p: &SystemProbe,
+    s: &Settings,
+    ipt: Option<&IptablesDecision>,
+    sysbox: bool,
+) -> Vec<Warning> {
+    let mut w = Vec::new();
+    if p.docker_storage.fs_type.as_deref() == Some("overlay") {
+        w.push(warn(
+            "/var/lib/docker is on the container's overlay filesystem: dockerd cannot use overlay2 there and falls back to the slow vfs driver",
+            "mount a volume there: -v ws-docker:/var/lib/docker (Kubernetes: an emptyDir)".to_string(),
+        ));
+    }
+    if !p.lib_modules {
+        w.push(warn(
+            "/lib/modules is missing: dockerd cannot load kernel modules (br_netfilter, ip_tables); this only matters if the host has not loaded them",
+            "-v /lib/modules:/lib/modules:ro".to_string(),
+        ));
+    }
+    if let Some(d) = ipt {
+        if d.works == Some(false) {
+            w.push(warn(
+                format!("iptables does not work here ({}): inner containers will have no network", d.reason),
+                "load the ip_tables/nf_tables modules on the host, or pass WS_DOCKERD_ARGS=\"--iptables=false\"".to_string(),
+            ));
+        }
+    }
+    let missing = p.caps.missing_essential();
+    if !missing.is_empty() {
+        w.push(warn(
+            format!(
+                "capabilities dockerd and runc need are missing: {}",
+                missing.join(", ")
+            ),
+            "run with --privileged, or --cap-add ALL".to_string(),
+        ));
+    }
+    if !sysbox && p.seccomp == Some(2) {
+        w.push(warn(
+            "a seccomp filter is active: some system calls of inner containers may be refused",
+            "run with --privileged or --security-opt seccomp=unconfined".to_string(),
+        ));
+    }
+    if !sysbox && p.userns.in_user_namespace {
+        w.push(warn(
+            "ws-init runs in a user namespace without sysbox: an inner dockerd may fail to mount or create devices",
+            "run with --runtime=sysbox-runc, or on a rootful engine with --privileged".to_string(),
+        ));
+    }
+    if let (TlsSetting::PlainTcp, false) = (&s.tls, dockerd_args::user_gave(&s.dockerd_args, "tls"))
+    {
+        w.push(warn(
+            "DOCKER_TLS_CERTDIR is set but empty: dockerd listens on tcp 2375 without authentication",
+            "set DOCKER_TLS_CERTDIR=/certs for TLS, or unset it for the unix socket only".to_string(),
+        ));
+    }
+    w
+}
+
+fn host_socket_plan(
+    p: &SystemProbe,
+    path: &Path,
+    gid: u32,
+    answers: bool,
+) -> (Vec<PlannedStep>, Vec<Warning>) {
+    let mut steps = Vec::new();
+    let mut w = Vec::new();
+    let sock = [Some(&p.docker_socket), p.docker_host_socket.as_ref()]
+        .into_iter()
+        .flatten()
+        .find(|s| s.path == path);
+    let mode = sock.and_then(|s| s.mode).unwrap_or(0o660);
+    if !answers {
+        let detail = match sock.map(|s| &s.ping) {
+            Some(crate::probe::Ping::Failed(e)) => e.clone(),
+            _ => "no answer".to_string(),
+        };
+        w.push(warn(
+            format!(
+                "the Docker socket {} does not answer: {detail}",
+                path.display()
+            ),
+            "check that the engine on the host is running, and that the mounted path is its socket"
+                .to_string(),
+        ));
+    }
+    if mode & 0o006 == 0o006 {
+        // World-usable socket: no group needed (we never make it so ourselves).
+        return (steps, w);
+    }
+    if gid == 0 {
+        w.push(warn(
+            format!("the socket {} belongs to group 0 (root): the workspace user is not added to root's group", path.display()),
+            "on the host, give the socket a dedicated group (e.g. chgrp docker), or run the main command as root with WS_USER=root".to_string(),
+        ));
+        return (steps, w);
+    }
+    if p.is_root() {
+        steps.push(step(
+            Step::AddUserToSocketGroup { gid },
+            false,
+            format!(
+                "the socket is group {gid} with mode {mode:o}: the workspace user joins that group"
+            ),
+        ));
+    } else if p.egid != Some(gid) && !p.groups.contains(&gid) {
+        w.push(warn(
+            format!("ws-init is not root and not in the socket's group {gid}: the docker CLI will get `permission denied`"),
+            format!("run with --group-add {gid} (Kubernetes: securityContext.supplementalGroups: [{gid}])"),
+        ));
+    }
+    (steps, w)
+}
+
+/// The whole plan: mode, steps in the order to apply them, dockerd's command, warnings.
+pub fn make_plan(p: &SystemProbe, s: &Settings) -> Plan {
+    let mode = decide_mode(p, s);
+    let mut steps = Vec::new();
+    let mut warnings = Vec::new();
+    let mut dockerd = None;
+    let mut ipt = None;
+    match &mode {
+        DockerMode::Disabled | DockerMode::Impossible { .. } => {}
+        DockerMode::Remote { host, kind } => {
+            if *kind == RemoteKind::Unix {
+                warnings.push(warn(
+                    format!("DOCKER_HOST={host} names no socket"),
+                    "mount the socket there, or fix DOCKER_HOST".to_string(),
+                ));
+            }
+        }
+        DockerMode::HostSocket {
+            path, gid, answers, ..
+        } => {
+            let (st, w) = host_socket_plan(p, path, *gid, *answers);
+            steps = st;
+            warnings = w;
+        }
+        DockerMode::Sysbox | DockerMode::InnerDaemon { .. } => {
+            let sysbox = mode == DockerMode::Sysbox;
+            ipt = iptables_decision(p, s);
+            let legacy = ipt
+                .as_ref()
+                .is_some_and(|d| d.backend == IptablesBackend::Legacy);
+            steps = inner_daemon_steps(p, s, sysbox, legacy);
+            warnings = inner_daemon_warnings(p, s, ipt.as_ref(), sysbox);
+            dockerd = Some(dockerd_plan(p, s, legacy));
+        }
+    }
+    Plan {
+        mode,
+        steps,
+        dockerd,
+        iptables: ipt,
+        warnings,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

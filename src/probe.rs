@@ -1,1 +1,334 @@
-//! (being written)
+//! Read the system into plain data (design §6). Nothing here decides: `plan` does.
+//!
+//! Every reader takes a root directory, so tests run the same code on captured
+//! fixture trees (`tests/fixtures/<case>/proc/self/mountinfo`, ...). The real
+//! system is `probe_system`, which is `probe_root("/")` plus the iptables
+//! command checks the plan asks for.
+
+pub mod caps;
+pub mod cgroup;
+pub mod iptables;
+pub mod mountinfo;
+pub mod net;
+pub mod socket;
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Settings;
+
+pub use caps::{CapLevel, CapsProbe, StatusFields, UserNamespace};
+pub use cgroup::{CgroupLayout, CgroupProbe, CgroupV2Root};
+pub use iptables::{IptablesProbe, IptablesTool};
+pub use mountinfo::{Mount, MountInfo};
+pub use net::NetProbe;
+pub use socket::{Ping, SocketProbe};
+
+pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+pub const DOCKER_DATA_ROOT: &str = "/var/lib/docker";
+
+/// Environment facts the probe needs beyond `Settings`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProbeEnv {
+    /// ws-init's own PATH (dockerd inherits it; iptables is looked up in it).
+    pub path: String,
+    /// `DOCKER_TLS_VERIFY` set and non-empty (the docker CLI's meaning).
+    pub docker_tls_verify: bool,
+}
+
+impl ProbeEnv {
+    pub fn from_process() -> Self {
+        ProbeEnv {
+            path: std::env::var("PATH")
+                .ok()
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| iptables::DEFAULT_PATH.to_string()),
+            docker_tls_verify: std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StorageProbe {
+    pub path: PathBuf,
+    /// Filesystem type holding the path (longest mount-point prefix in mountinfo).
+    pub fs_type: Option<String>,
+    /// The path is its own mount (a volume or bind mount), not the container's root fs.
+    pub is_mount_point: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PidFile {
+    pub path: PathBuf,
+    pub pid: Option<i32>,
+    /// Name of the live process with that pid, if any.
+    pub running: Option<String>,
+}
+
+impl PidFile {
+    /// Left over from an earlier run: no dockerd/containerd lives under that pid now.
+    /// (A live unrelated process with a reused pid still makes the file stale.)
+    pub fn is_stale(&self) -> bool {
+        !self
+            .running
+            .as_deref()
+            .is_some_and(|c| c.starts_with("dockerd") || c.starts_with("containerd"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SystemProbe {
+    pub root: PathBuf,
+    pub env: ProbeEnv,
+    /// Effective uid/gid and supplementary groups of ws-init.
+    pub euid: Option<u32>,
+    pub egid: Option<u32>,
+    pub groups: Vec<u32>,
+    pub seccomp: Option<u32>,
+    /// `/proc/self/attr/current` (e.g. `docker-default (enforce)`), when readable.
+    pub apparmor_profile: Option<String>,
+    pub mounts: MountInfo,
+    pub cgroups: CgroupProbe,
+    pub caps: CapsProbe,
+    pub userns: UserNamespace,
+    pub sysboxfs_mounts: Vec<PathBuf>,
+    pub docker_socket: SocketProbe,
+    /// The socket named by a `unix://` DOCKER_HOST, when that is another path.
+    pub docker_host_socket: Option<SocketProbe>,
+    pub docker_host: Option<String>,
+    pub net: NetProbe,
+    pub docker_storage: StorageProbe,
+    pub iptables: IptablesProbe,
+    pub securityfs_dir: bool,
+    pub securityfs_mounted: bool,
+    pub lib_modules: bool,
+    pub dev_kmsg: bool,
+    pub pid_files: Vec<PidFile>,
+    /// Live processes named dockerd in our pid namespace (our own inner daemon).
+    pub dockerd_pids: Vec<i32>,
+    /// Inputs that could not be read or parsed (shown by doctor).
+    pub errors: Vec<String>,
+}
+
+impl SystemProbe {
+    pub fn is_root(&self) -> bool {
+        self.euid == Some(0)
+    }
+}
+
+fn rel(p: &Path) -> &Path {
+    p.strip_prefix("/").unwrap_or(p)
+}
+
+fn comm_of(root: &Path, pid: i32) -> Option<String> {
+    std::fs::read_to_string(root.join(format!("proc/{pid}/comm")))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// `docker*.pid` files under /run and /var/run, like upstream's
+/// `find /run /var/run -iname 'docker*.pid'` (depth-bounded; a /var/run symlink is not followed twice).
+pub fn find_pid_files(root: &Path) -> Vec<PidFile> {
+    fn walk(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            let name = e.file_name().to_string_lossy().to_ascii_lowercase();
+            if ft.is_dir() && depth < 4 {
+                walk(&e.path(), depth + 1, out);
+            } else if ft.is_file() && name.starts_with("docker") && name.ends_with(".pid") {
+                out.push(e.path());
+            }
+        }
+    }
+    let mut found = Vec::new();
+    let mut seen_dirs = Vec::new();
+    for d in ["run", "var/run"] {
+        let dir = root.join(d);
+        // /var/run is usually a symlink to /run: its files are already listed.
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            continue;
+        }
+        if let Ok(c) = dir.canonicalize() {
+            if seen_dirs.contains(&c) {
+                continue;
+            }
+            seen_dirs.push(c);
+        }
+        walk(&dir, 0, &mut found);
+    }
+    found
+        .into_iter()
+        .map(|p| {
+            let pid = std::fs::read_to_string(&p)
+                .ok()
+                .and_then(|t| t.trim().parse().ok());
+            PidFile {
+                running: pid.and_then(|pid| comm_of(root, pid)),
+                path: Path::new("/").join(p.strip_prefix(root).unwrap_or(&p)),
+                pid,
+            }
+        })
+        .collect()
+}
+
+fn dockerd_pids(root: &Path) -> Vec<i32> {
+    let mut pids: Vec<i32> = std::fs::read_dir(root.join("proc"))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|pid| comm_of(root, *pid).as_deref() == Some("dockerd"))
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort_unstable();
+    pids
+}
+
+/// Probe everything cheap under `root` ("/" for the real system). The iptables
+/// command checks are left `None`; see [`probe_iptables_as_needed`].
+pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProbe {
+    let mut errors = Vec::new();
+    let mut read = |p: &str| match std::fs::read_to_string(root.join(p)) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            errors.push(format!("cannot read /{p}: {e}"));
+            None
+        }
+    };
+    let mountinfo_text = read("proc/self/mountinfo");
+    let status_text = read("proc/self/status");
+    let uid_map_text = read("proc/self/uid_map");
+    let mounts = match mountinfo_text.as_deref().map(MountInfo::parse) {
+        Some(Ok(m)) => m,
+        Some(Err(e)) => {
+            errors.push(format!("cannot parse /proc/self/mountinfo: {e}"));
+            MountInfo::default()
+        }
+        None => MountInfo::default(),
+    };
+    let status = status_text
+        .as_deref()
+        .map(caps::parse_status)
+        .unwrap_or_default();
+    let last_cap = std::fs::read_to_string(root.join("proc/sys/kernel/cap_last_cap"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(caps::CAP_NAMES.len() as u32 - 1);
+    let caps = CapsProbe::from_sets(
+        status.cap_eff.unwrap_or(0),
+        status.cap_bnd.unwrap_or(0),
+        last_cap,
+    );
+    let userns = caps::parse_uid_map(uid_map_text.as_deref().unwrap_or(""));
+    let apparmor_profile = ["proc/self/attr/apparmor/current", "proc/self/attr/current"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(root.join(p)).ok())
+        .map(|s| s.trim_end_matches(['\0', '\n']).to_string())
+        .filter(|s| !s.is_empty());
+
+    let docker_socket = socket::probe_socket(root, Path::new(DOCKER_SOCKET), &mounts);
+    let docker_host_socket = settings
+        .docker_host
+        .as_deref()
+        .and_then(|h| h.strip_prefix("unix://"))
+        .map(Path::new)
+        .filter(|p| p.is_absolute() && *p != Path::new(DOCKER_SOCKET))
+        .map(|p| socket::probe_socket(root, p, &mounts));
+
+    let data = socket::resolve_in_root(root, Path::new(DOCKER_DATA_ROOT));
+    let docker_storage = StorageProbe {
+        fs_type: mounts.fs_type_of(&data).map(str::to_string),
+        is_mount_point: mounts.is_mount_point(&data),
+        path: PathBuf::from(DOCKER_DATA_ROOT),
+    };
+
+    SystemProbe {
+        root: root.to_path_buf(),
+        euid: status.uid.map(|u| u[1]),
+        egid: status.gid.map(|g| g[1]),
+        groups: status.groups.clone(),
+        seccomp: status.seccomp,
+        apparmor_profile,
+        cgroups: cgroup::probe_cgroups(root, &mounts),
+        caps,
+        userns,
+        sysboxfs_mounts: mounts.sysboxfs_mounts(),
+        docker_socket,
+        docker_host_socket,
+        docker_host: settings.docker_host.clone(),
+        net: net::probe_net(root),
+        docker_storage,
+        iptables: iptables::probe_iptables_files(root, &env.path),
+        securityfs_dir: root.join(rel(Path::new("/sys/kernel/security"))).is_dir(),
+        securityfs_mounted: mounts.securityfs_mounted(),
+        lib_modules: root.join("lib/modules").is_dir(),
+        dev_kmsg: root.join("dev/kmsg").exists(),
+        pid_files: find_pid_files(root),
+        dockerd_pids: dockerd_pids(root),
+        mounts,
+        env,
+        errors,
+    }
+}
+
+/// Run the iptables command checks, in upstream's order, only as far as the plan needs them.
+pub fn probe_iptables_as_needed(probe: &mut SystemProbe, settings: &Settings) {
+    while let Some(tool) = crate::plan::next_iptables_check(probe, settings) {
+        probe.iptables.check(tool);
+    }
+}
+
+/// Probe the real system, including the iptables checks the plan needs.
+/// It runs child processes and waits for them: call it before the reaper starts.
+pub fn probe_system(settings: &Settings) -> SystemProbe {
+    let mut p = probe_root(Path::new("/"), settings, ProbeEnv::from_process());
+    probe_iptables_as_needed(&mut p, settings);
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_files_are_found_recursively_case_insensitively_and_once() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::create_dir_all(r.join("run/docker/containerd")).unwrap();
+        std::fs::create_dir_all(r.join("var")).unwrap();
+        std::os::unix::fs::symlink("/run", r.join("var/run")).unwrap();
+        std::fs::write(r.join("run/docker.pid"), "4242\n").unwrap();
+        std::fs::write(r.join("run/docker/containerd/Docker-containerd.PID"), "x").unwrap();
+        std::fs::write(r.join("run/other.pid"), "1").unwrap();
+        let mut f = find_pid_files(r);
+        f.sort_by(|a, b| a.path.cmp(&b.path));
+        let paths: Vec<_> = f.iter().map(|p| p.path.clone()).collect();
+        assert_eq!(
+            paths,
+            [
+                PathBuf::from("/run/docker/containerd/Docker-containerd.PID"),
+                PathBuf::from("/run/docker.pid")
+            ]
+        );
+        assert_eq!((f[0].pid, f[1].pid), (None, Some(4242)));
+        assert!(
+            f.iter().all(PidFile::is_stale),
+            "no such processes in the fake /proc"
+        );
+    }
+
+    #[test]
+    fn unreadable_inputs_are_reported_not_fatal() {
+        let t = tempfile::tempdir().unwrap();
+        let p = probe_root(t.path(), &Settings::default(), ProbeEnv::from_process());
+        assert!(
+            p.errors.iter().any(|e| e.contains("/proc/self/mountinfo")),
+            "{:?}",
+            p.errors
+        );
+        assert_eq!(p.cgroups.layout, CgroupLayout::None);
+        assert_eq!(p.euid, None);
+    }
+}

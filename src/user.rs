@@ -1,1 +1,434 @@
-//! (being written)
+//! Users and groups: who runs the main command, and the `docker` group that
+//! makes the socket usable without `chmod 666` (design §1, §4).
+//!
+//! Parsing and edits are pure (text in, text out, tested without root);
+//! `update_groups` applies them to the real files, atomically.
+//!
+//! `/etc/gshadow`: when present it is kept consistent with `/etc/group` (a new
+//! group gets `name:!::`, a new member is added to its member list), as
+//! `groupadd`/`usermod -aG` do: `grpck` then stays clean and tools that read
+//! gshadow (`gpasswd`, `newgrp`) agree with `/etc/group`. When absent it is not
+//! created (minimal images such as Alpine/busybox have none).
+
+pub mod atomic;
+pub mod db;
+
+use std::path::Path;
+
+pub use atomic::{write_atomically, write_atomically_with, Ownership};
+pub use db::{ColonFile, GroupEntry, GroupFile, GshadowFile, PasswdEntry, PasswdFile};
+
+/// The user the main command runs as when `WS_USER` is unset and it exists.
+pub const DEFAULT_WORKSPACE_USER: &str = "workspace";
+
+/// Resolved identity for the main command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: String,
+    pub shell: String,
+    /// Primary gid first, then every group listing the user, in file order.
+    pub supplementary_gids: Vec<u32>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UserError {
+    #[error(
+        "user {0:?} not found in /etc/passwd; create it in the image (useradd) or set WS_USER \
+         to an existing user or a numeric uid"
+    )]
+    UnknownUser(String),
+    #[error(
+        "cannot give group {group:?} gid {gid}: group {owner:?} already has it; set \
+         WS_DOCKER_GID to a free gid, or change/remove group {owner:?} in the image"
+    )]
+    GidTaken {
+        group: String,
+        gid: u32,
+        owner: String,
+    },
+    #[error("group {0:?} not found in /etc/group; create it first")]
+    UnknownGroup(String),
+    #[error("no free group name for gid {gid} (tried {preferred:?} and numbered variants)")]
+    NoFreeName { gid: u32, preferred: String },
+    #[error("cannot read {path}: {detail}; is the image's /etc intact?")]
+    Read { path: String, detail: String },
+    #[error(
+        "cannot rewrite {path}: {detail}; /etc must be writable for root (read-only root \
+         filesystem? then add the group in the image and pass --group-add)"
+    )]
+    Write { path: String, detail: String },
+}
+
+/// The user named by `WS_USER` (`setting`), or the default rule: `workspace`
+/// if it exists, else `root`.
+pub fn effective_user_name<'a>(setting: Option<&'a str>, passwd: &PasswdFile) -> &'a str {
+    match setting {
+        Some(name) => name,
+        None if passwd.by_name(DEFAULT_WORKSPACE_USER).is_some() => DEFAULT_WORKSPACE_USER,
+        None => "root",
+    }
+}
+
+/// Resolve a user name (or a numeric uid) with its groups. A numeric uid
+/// without a passwd entry is accepted like `docker run -u 1234` does: gid 0,
+/// home `/`.
+pub fn resolve_user(
+    passwd_text: &str,
+    group_text: &str,
+    name_or_uid: &str,
+) -> Result<UserInfo, UserError> {
+    let passwd = PasswdFile::parse(passwd_text);
+    let groups = GroupFile::parse(group_text);
+    let entry = passwd.by_name(name_or_uid).or_else(|| {
+        name_or_uid
+            .parse::<u32>()
+            .ok()
+            .and_then(|uid| passwd.by_uid(uid))
+    });
+    let (name, uid, gid, home, shell) = match entry {
+        Some(e) => (e.name, e.uid, e.gid, e.home, e.shell),
+        None => match name_or_uid.parse::<u32>() {
+            Ok(uid) => (
+                name_or_uid.to_owned(),
+                uid,
+                0,
+                "/".to_owned(),
+                "/bin/sh".to_owned(),
+            ),
+            Err(_) => return Err(UserError::UnknownUser(name_or_uid.to_owned())),
+        },
+    };
+    let mut supplementary_gids = vec![gid];
+    for g in groups.entries() {
+        if g.members.contains(&name) && !supplementary_gids.contains(&g.gid) {
+            supplementary_gids.push(g.gid);
+        }
+    }
+    Ok(UserInfo {
+        name,
+        uid,
+        gid,
+        home,
+        shell,
+        supplementary_gids,
+    })
+}
+
+/// What an edit changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupChange {
+    Unchanged,
+    Created,
+    GidChanged { from: u32 },
+}
+
+/// `/etc/group` plus `/etc/gshadow` when the image has one, edited together.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupDb {
+    pub group: GroupFile,
+    pub gshadow: Option<GshadowFile>,
+}
+
+impl GroupDb {
+    pub fn parse(group_text: &str, gshadow_text: Option<&str>) -> Self {
+        GroupDb {
+            group: GroupFile::parse(group_text),
+            gshadow: gshadow_text.map(GshadowFile::parse),
+        }
+    }
+
+    fn create(&mut self, name: &str, gid: u32) {
+        self.group.append(name, gid);
+        if let Some(s) = &mut self.gshadow {
+            if !s.has(name) {
+                s.append(name);
+            }
+        }
+    }
+
+    /// Group `name` exists with `gid`: create it, or move it to `gid` unless
+    /// another group owns that gid.
+    pub fn ensure_group_gid(&mut self, name: &str, gid: u32) -> Result<GroupChange, UserError> {
+        if let Some(owner) = self.group.by_gid(gid).filter(|g| g.name != name) {
+            return Err(UserError::GidTaken {
+                group: name.to_owned(),
+                gid,
+                owner: owner.name,
+            });
+        }
+        match self.group.by_name(name) {
+            Some(g) if g.gid == gid => Ok(GroupChange::Unchanged),
+            Some(g) => {
+                self.group.set_gid(name, gid);
+                Ok(GroupChange::GidChanged { from: g.gid })
+            }
+            None => {
+                self.create(name, gid);
+                Ok(GroupChange::Created)
+            }
+        }
+    }
+
+    /// `user` is a member of `group`. Returns true when it was added.
+    pub fn ensure_member(&mut self, group: &str, user: &str) -> Result<bool, UserError> {
+        let entry = self
+            .group
+            .by_name(group)
+            .ok_or_else(|| UserError::UnknownGroup(group.to_owned()))?;
+        if entry.members.iter().any(|m| m == user) {
+            return Ok(false);
+        }
+        self.group.add_member(group, user);
+        if let Some(s) = &mut self.gshadow {
+            if !s.has(group) {
+                s.append(group);
+            }
+            s.add_member(group, user);
+        }
+        Ok(true)
+    }
+
+    /// A group with `gid` (a host socket's group): the existing one, or a new
+    /// one named `preferred` (`docker-host`), `preferred-2`, ... whichever is
+    /// free. Returns its name.
+    pub fn ensure_group_for_gid(&mut self, gid: u32, preferred: &str) -> Result<String, UserError> {
+        if let Some(g) = self.group.by_gid(gid) {
+            return Ok(g.name);
+        }
+        let taken =
+            |n: &str| self.group.name_taken(n) || self.gshadow.as_ref().is_some_and(|s| s.has(n));
+        let name = std::iter::once(preferred.to_owned())
+            .chain((2..1000).map(|i| format!("{preferred}-{i}")))
+            .find(|n| !taken(n))
+            .ok_or_else(|| UserError::NoFreeName {
+                gid,
+                preferred: preferred.to_owned(),
+            })?;
+        self.create(&name, gid);
+        Ok(name)
+    }
+}
+
+fn read_text(path: &Path) -> Result<String, UserError> {
+    std::fs::read_to_string(path).map_err(|e| UserError::Read {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    })
+}
+
+fn write_if_changed(path: &Path, before: &str, after: &str) -> Result<(), UserError> {
+    if before == after {
+        return Ok(());
+    }
+    write_atomically(path, after.as_bytes()).map_err(|e| UserError::Write {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    })
+}
+
+/// Read `group_path` (and `gshadow_path` if it exists), run `edit`, and
+/// rewrite whichever file changed, atomically and keeping mode and owner.
+/// Nothing is written when `edit` fails. (No `lckpwdf` lock: this runs at
+/// container start before any other process could edit the files.)
+pub fn update_groups<T>(
+    group_path: &Path,
+    gshadow_path: &Path,
+    edit: impl FnOnce(&mut GroupDb) -> Result<T, UserError>,
+) -> Result<T, UserError> {
+    let group_text = read_text(group_path)?;
+    let gshadow_text = match std::fs::read_to_string(gshadow_path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(UserError::Read {
+                path: gshadow_path.display().to_string(),
+                detail: e.to_string(),
+            })
+        }
+    };
+    let mut db = GroupDb::parse(&group_text, gshadow_text.as_deref());
+    let out = edit(&mut db)?;
+    // gshadow first: a crash in between leaves an extra gshadow line, which
+    // is harmless, rather than a group without its shadow entry.
+    if let (Some(before), Some(s)) = (&gshadow_text, &db.gshadow) {
+        write_if_changed(gshadow_path, before, &s.0.render())?;
+    }
+    write_if_changed(group_path, &group_text, &db.group.0.render())?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "\
+root:x:0:0:root:/root:/bin/bash
+# comment
+workspace:x:1000:1000::/home/workspace:/bin/bash
+";
+    const GROUP: &str = "\
+root:x:0:
+sudo:x:27:workspace
+docker:x:999:workspace
+workspace:x:1000:
+other:x:500:root,workspace
+";
+
+    #[test]
+    fn resolves_by_name_and_uid_with_groups() {
+        let u = resolve_user(PASSWD, GROUP, "workspace").unwrap();
+        assert_eq!(u.name, "workspace");
+        assert_eq!((u.uid, u.gid), (1000, 1000));
+        assert_eq!(u.home, "/home/workspace");
+        assert_eq!(u.supplementary_gids, vec![1000, 27, 999, 500]);
+        assert_eq!(
+            resolve_user(PASSWD, GROUP, "1000").unwrap().name,
+            "workspace"
+        );
+        let root = resolve_user(PASSWD, GROUP, "root").unwrap();
+        assert_eq!(root.supplementary_gids, vec![0, 500]);
+    }
+
+    #[test]
+    fn unknown_numeric_uid_is_like_docker_run_u() {
+        let u = resolve_user(PASSWD, GROUP, "4321").unwrap();
+        assert_eq!((u.uid, u.gid, u.home.as_str()), (4321, 0, "/"));
+        assert_eq!(u.supplementary_gids, vec![0]);
+        let e = resolve_user(PASSWD, GROUP, "nobody-here").unwrap_err();
+        assert!(e.to_string().contains("WS_USER"));
+    }
+
+    #[test]
+    fn default_user_rule() {
+        let with = PasswdFile::parse(PASSWD);
+        let without = PasswdFile::parse("root:x:0:0:root:/root:/bin/sh\n");
+        assert_eq!(effective_user_name(None, &with), "workspace");
+        assert_eq!(effective_user_name(None, &without), "root");
+        assert_eq!(effective_user_name(Some("dev"), &with), "dev");
+    }
+
+    #[test]
+    fn ensure_group_gid_cases() {
+        let mut db = GroupDb::parse("root:x:0:\n", Some("root:*::\n"));
+        assert_eq!(
+            db.ensure_group_gid("docker", 999).unwrap(),
+            GroupChange::Created
+        );
+        assert_eq!(
+            db.ensure_group_gid("docker", 999).unwrap(),
+            GroupChange::Unchanged
+        );
+        assert_eq!(
+            db.ensure_group_gid("docker", 998).unwrap(),
+            GroupChange::GidChanged { from: 999 }
+        );
+        assert_eq!(db.group.0.render(), "root:x:0:\ndocker:x:998:\n");
+        assert_eq!(
+            db.gshadow.as_ref().unwrap().0.render(),
+            "root:*::\ndocker:!::\n"
+        );
+        let err = db.ensure_group_gid("docker", 0).unwrap_err();
+        assert_eq!(
+            err,
+            UserError::GidTaken {
+                group: "docker".into(),
+                gid: 0,
+                owner: "root".into()
+            }
+        );
+        assert!(err.to_string().contains("WS_DOCKER_GID"));
+        // Refused edits change nothing.
+        assert_eq!(db.group.0.render(), "root:x:0:\ndocker:x:998:\n");
+    }
+
+    #[test]
+    fn ensure_member_keeps_both_files_consistent() {
+        let mut db = GroupDb::parse(GROUP, Some("root:*::\ndocker:!::workspace\n"));
+        assert!(!db.ensure_member("docker", "workspace").unwrap());
+        assert!(db.ensure_member("workspace", "alice").unwrap());
+        assert!(db.group.0.render().contains("\nworkspace:x:1000:alice\n"));
+        // The missing gshadow line is created along the way.
+        assert_eq!(
+            db.gshadow.as_ref().unwrap().members("workspace").unwrap(),
+            ["alice"]
+        );
+        assert_eq!(
+            db.ensure_member("nope", "alice").unwrap_err(),
+            UserError::UnknownGroup("nope".into())
+        );
+    }
+
+    #[test]
+    fn group_for_socket_gid() {
+        let mut db = GroupDb::parse(GROUP, None);
+        assert_eq!(
+            db.ensure_group_for_gid(999, "docker-host").unwrap(),
+            "docker"
+        );
+        assert_eq!(
+            db.ensure_group_for_gid(133, "docker-host").unwrap(),
+            "docker-host"
+        );
+        assert_eq!(
+            db.ensure_group_for_gid(134, "docker-host").unwrap(),
+            "docker-host-2"
+        );
+        assert_eq!(
+            db.ensure_group_for_gid(133, "docker-host").unwrap(),
+            "docker-host"
+        );
+        let want = format!("{GROUP}docker-host:x:133:\ndocker-host-2:x:134:\n");
+        assert_eq!(db.group.0.render(), want);
+    }
+
+    #[test]
+    fn update_groups_rewrites_only_on_change() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let group = tmp.path().join("group");
+        let gshadow = tmp.path().join("gshadow");
+        std::fs::write(&group, GROUP).unwrap();
+        let ino = std::fs::metadata(&group).unwrap().ino();
+        // No change: the file is not even replaced.
+        update_groups(&group, &gshadow, |db| {
+            db.ensure_member("docker", "workspace")
+        })
+        .unwrap();
+        assert_eq!(std::fs::metadata(&group).unwrap().ino(), ino);
+        // Change: replaced, lines kept, no gshadow created.
+        update_groups(&group, &gshadow, |db| {
+            db.ensure_group_gid("docker", 990)?;
+            db.ensure_member("docker", "bob")
+        })
+        .unwrap();
+        let text = std::fs::read_to_string(&group).unwrap();
+        assert_eq!(
+            text,
+            GROUP.replace("docker:x:999:workspace", "docker:x:990:workspace,bob")
+        );
+        assert!(!gshadow.exists());
+        // Failing edit: nothing written.
+        let before = std::fs::read_to_string(&group).unwrap();
+        let r = update_groups(&group, &gshadow, |db| {
+            db.ensure_member("docker", "carol")?;
+            db.ensure_group_gid("docker", 0)
+        });
+        assert!(r.is_err());
+        assert_eq!(std::fs::read_to_string(&group).unwrap(), before);
+    }
+
+    #[test]
+    fn update_groups_missing_file_is_a_clear_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = update_groups(
+            &tmp.path().join("group"),
+            &tmp.path().join("gs"),
+            |_| Ok(()),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("cannot read"), "{e}");
+    }
+}

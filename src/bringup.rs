@@ -1,0 +1,283 @@
+//! Docker bring-up at startup: probe, plan, apply the plan's steps. The
+//! decisions live in `plan`; this module only carries them out, in order,
+//! and reports what happened with the time each phase took.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Instant;
+
+use tracing::{error, info, warn};
+
+use crate::config::Settings;
+use crate::plan::{self, DockerMode, Plan, PlannedStep, Step};
+use crate::probe::{self, SystemProbe};
+use crate::{prepare, tls, user};
+
+pub const GROUP_FILE: &str = "/etc/group";
+pub const GSHADOW_FILE: &str = "/etc/gshadow";
+/// Bound on the cgroup v2 evacuation retries (EBUSY only): a `docker exec`
+/// landing in the root cgroup is moved on the next try, within milliseconds.
+pub const EVACUATE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+/// Name given to a host socket's group when no group has its gid yet.
+pub const HOST_SOCKET_GROUP: &str = "docker-host";
+
+/// What startup decided and whether the inner daemon may be started.
+pub struct Prepared {
+    pub probe: SystemProbe,
+    pub plan: Plan,
+    /// False when a required step failed: dockerd is then not started.
+    pub dockerd_allowed: bool,
+}
+
+/// Probe and plan, logging the mode and every warning once.
+pub fn probe_and_plan(settings: &Settings) -> (SystemProbe, Plan) {
+    let t = Instant::now();
+    let probe = probe::probe_system(settings);
+    for e in &probe.errors {
+        warn!("probe: {e}");
+    }
+    let plan = plan::make_plan(&probe, settings);
+    info!(
+        mode = plan.mode.name(),
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "docker mode decided"
+    );
+    match &plan.mode {
+        DockerMode::Impossible {
+            reasons,
+            suggestions,
+        } => {
+            // The one clear message of design §1: why, and every way that would work.
+            warn!(
+                "Docker is enabled but cannot work in this container: {}. The workspace runs without Docker. Ways that work: {}",
+                reasons.join("; "),
+                suggestions.join(" | ")
+            );
+        }
+        DockerMode::Remote { host, .. } => {
+            info!("using the remote engine at {host}; no dockerd is started")
+        }
+        DockerMode::HostSocket {
+            path,
+            gid,
+            read_only,
+            ..
+        } => info!(
+            "using the host's engine through {} (gid {gid}{}); no dockerd is started",
+            path.display(),
+            if *read_only { ", read-only mount" } else { "" }
+        ),
+        _ => {}
+    }
+    for w in &plan.warnings {
+        match &w.fix {
+            Some(fix) => warn!("{} (fix: {fix})", w.message),
+            None => warn!("{}", w.message),
+        }
+    }
+    (probe, plan)
+}
+
+/// Applies every planned step. A failing optional step is a warning; a
+/// failing required one is an error that keeps dockerd from starting but
+/// never stops the workspace.
+pub fn apply(probe: SystemProbe, plan: Plan, user_name: Option<&str>) -> Prepared {
+    let t = Instant::now();
+    let mut dockerd_allowed = true;
+    for planned in &plan.steps {
+        let started = Instant::now();
+        match apply_step(&planned.step, user_name) {
+            Ok(done) => {
+                tracing::debug!(
+                    step = step_name(&planned.step),
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "{done}"
+                );
+            }
+            Err(msg) => report_failure(planned, &msg, &mut dockerd_allowed),
+        }
+    }
+    info!(
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        steps = plan.steps.len(),
+        "prepare done"
+    );
+    Prepared {
+        probe,
+        plan,
+        dockerd_allowed,
+    }
+}
+
+fn report_failure(planned: &PlannedStep, msg: &str, dockerd_allowed: &mut bool) {
+    let name = step_name(&planned.step);
+    if planned.optional {
+        warn!(step = name, "{msg} (continuing: {})", planned.why);
+    } else {
+        error!(step = name, "{msg}");
+        if matches!(
+            planned.step,
+            Step::EnsureDockerGroup { .. } | Step::AddUserToSocketGroup { .. }
+        ) {
+            // Group trouble costs the user access to the socket, not the daemon.
+            return;
+        }
+        *dockerd_allowed = false;
+    }
+}
+
+pub fn step_name(step: &Step) -> &'static str {
+    match step {
+        Step::RemoveStalePidFiles { .. } => "remove-stale-pid-files",
+        Step::MountSecurityfs => "mount-securityfs",
+        Step::RemountCgroup2Rw { .. } => "remount-cgroup2-rw",
+        Step::CgroupV2Evacuate { .. } => "cgroup-v2-evacuate",
+        Step::RemountCgroupV1Rw { .. } => "remount-cgroup-v1-rw",
+        Step::MakeRootRshared => "make-root-rshared",
+        Step::IptablesLegacyLinks { .. } => "iptables-legacy-links",
+        Step::GenerateTls { .. } => "generate-tls",
+        Step::EnsureDockerGroup { .. } => "ensure-docker-group",
+        Step::AddUserToSocketGroup { .. } => "add-user-to-socket-group",
+    }
+}
+
+/// Carries out one step; `Ok` describes what was done.
+fn apply_step(step: &Step, user_name: Option<&str>) -> Result<String, String> {
+    match step {
+        Step::RemoveStalePidFiles { .. } => {
+            let removed = remove_stale_pid_files()?;
+            Ok(format!("removed {removed:?}"))
+        }
+        Step::MountSecurityfs => prepare::mount_securityfs(
+            Path::new("/sys/kernel/security"),
+            Path::new("/proc/self/mountinfo"),
+        )
+        .map(|o| format!("{o:?}"))
+        .map_err(|e| e.to_string()),
+        Step::RemountCgroup2Rw { mount_point } => prepare::remount_rw(mount_point)
+            .map(|changed| format!("remounted: {changed}"))
+            .map_err(|e| e.to_string()),
+        Step::CgroupV2Evacuate { root, init, .. } => {
+            let name = init
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "init".into());
+            let r = prepare::cgroup_v2_evacuate(root, &name, EVACUATE_DEADLINE)
+                .map_err(|e| e.to_string())?;
+            info!(
+                moved = r.pids_moved.len(),
+                controllers = %r.controllers_enabled.join(" "),
+                attempts = r.attempts,
+                "cgroup v2: root evacuated into {}",
+                r.init_cgroup.display()
+            );
+            Ok(format!("{r:?}"))
+        }
+        Step::RemountCgroupV1Rw { mount_points } => {
+            let r = prepare::remount_cgroup_v1_rw(mount_points);
+            if let Some(first) = r.failed.first() {
+                return Err(format!(
+                    "{} of {} cgroup hierarchies stay read-only: {first}",
+                    r.failed.len(),
+                    mount_points.len()
+                ));
+            }
+            Ok(format!("remounted read-write: {}", r.remounted.len()))
+        }
+        Step::MakeRootRshared => prepare::make_root_rshared()
+            .map(|()| "/ is rshared".to_string())
+            .map_err(|e| e.to_string()),
+        Step::IptablesLegacyLinks { dir } => {
+            let sbin = [Path::new("/usr/sbin"), Path::new("/sbin")];
+            prepare::iptables_legacy_links(dir, &sbin).map_err(|e| e.to_string())?;
+            match prepare::iptables_version(&dir.join("iptables")) {
+                Ok(v) => info!("iptables: {v}"),
+                Err(e) => warn!("iptables --version failed: {e}"),
+            }
+            Ok(format!("links in {}", dir.display()))
+        }
+        Step::GenerateTls { dir, extra_sans } => {
+            let t = Instant::now();
+            let req = tls::TlsRequest {
+                dir: dir.clone(),
+                hostname: hostname(),
+                ips: interface_ips(),
+                extra_sans: extra_sans.clone(),
+            };
+            let outcome = tls::ensure_certificates(&req, time::OffsetDateTime::now_utc())
+                .map_err(|e| e.to_string())?;
+            info!(
+                elapsed_ms = t.elapsed().as_millis() as u64,
+                reused_keys = outcome.reused_keys,
+                user_managed_ca = outcome.user_managed_ca,
+                "TLS certificates ready in {}",
+                dir.display()
+            );
+            Ok(format!("{outcome:?}"))
+        }
+        Step::EnsureDockerGroup { gid } => {
+            let change =
+                user::update_groups(Path::new(GROUP_FILE), Path::new(GSHADOW_FILE), |db| {
+                    let change = db.ensure_group_gid("docker", *gid)?;
+                    if let Some(name) = user_name.filter(|n| *n != "root") {
+                        db.ensure_member("docker", name)?;
+                    }
+                    Ok(change)
+                })
+                .map_err(|e| e.to_string())?;
+            Ok(format!("group docker gid {gid}: {change:?}"))
+        }
+        Step::AddUserToSocketGroup { gid } => {
+            let group = user::update_groups(Path::new(GROUP_FILE), Path::new(GSHADOW_FILE), |db| {
+                let group = db.ensure_group_for_gid(*gid, HOST_SOCKET_GROUP)?;
+                if let Some(name) = user_name.filter(|n| *n != "root") {
+                    db.ensure_member(&group, name)?;
+                }
+                Ok(group)
+            })
+            .map_err(|e| e.to_string())?;
+            info!("the host socket's group {group} (gid {gid}) is given to the workspace user");
+            Ok(format!("group {group}"))
+        }
+    }
+}
+
+/// Deletes `docker*.pid` under /run and /var/run, as upstream does. Kept
+/// separate so the dockerd supervisor can call it before each restart.
+pub fn remove_stale_pid_files() -> Result<Vec<std::path::PathBuf>, String> {
+    prepare::remove_stale_pid_files(&[Path::new("/run"), Path::new("/var/run")])
+        .map_err(|e| e.to_string())
+}
+
+/// `/etc/hostname`, else the kernel's.
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .map(|h| h.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Every address of every interface, loopback included (upstream's SAN list).
+fn interface_ips() -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = nix::ifaddrs::getifaddrs()
+        .map(|addrs| {
+            addrs
+                .filter_map(|a| a.address)
+                .filter_map(|s| {
+                    s.as_sockaddr_in()
+                        .map(|v4| IpAddr::V4(v4.ip()))
+                        .or_else(|| s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ips.sort();
+    ips.dedup();
+    ips
+}

@@ -1,0 +1,441 @@
+//! The supervision task: spawn dockerd through the [`Reaper`], pump its output
+//! into the log, wait for `/_ping` on its socket, restart it with backoff when
+//! it dies, and stop it (SIGTERM, then SIGKILL at the timeout) on request.
+//! dockerd dying never ends anything else: the task only reports states.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::process::{Command, Stdio};
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::Duration;
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::backoff::{Backoff, BackoffPolicy};
+use super::logs::{self, EchoFilter, LogFile, LogSink};
+use crate::docker_api::{self, Endpoint};
+use crate::exit::ChildExit;
+use crate::pid1::{self, Reaper};
+
+/// How to run dockerd. Build with [`DockerdSpec::new`] and adjust the fields.
+pub struct DockerdSpec {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    /// Added to (or replacing in) ws-init's own environment.
+    pub env: Vec<(String, String)>,
+    /// The unix socket dockerd listens on (its `-H unix://…`): readiness is checked there.
+    pub socket: PathBuf,
+    pub log_path: PathBuf,
+    pub log_max_bytes: u64,
+    /// From SIGTERM to SIGKILL when stopping.
+    pub stop_timeout: Duration,
+    /// Deleted before every start: a pid file left by an unclean stop makes
+    /// dockerd refuse to start.
+    pub stale_files: Vec<PathBuf>,
+    /// Runs before every start, after `stale_files` are gone.
+    pub pre_start: Option<Box<dyn Fn()>>,
+    pub backoff: BackoffPolicy,
+    /// A start that has not answered `/_ping` after this long is reported
+    /// (and reported again each period); dockerd is left to carry on.
+    pub ready_warn_after: Duration,
+}
+
+impl DockerdSpec {
+    pub fn new(
+        program: impl Into<PathBuf>,
+        socket: impl Into<PathBuf>,
+        log_path: impl Into<PathBuf>,
+    ) -> DockerdSpec {
+        DockerdSpec {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            socket: socket.into(),
+            log_path: log_path.into(),
+            log_max_bytes: crate::config::DEFAULT_DOCKERD_LOG_MAX,
+            stop_timeout: crate::config::DEFAULT_STOP_TIMEOUT,
+            stale_files: Vec::new(),
+            pre_start: None,
+            backoff: BackoffPolicy::default(),
+            ready_warn_after: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the supervisor is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Starting: `pid` once spawned, not answering `/_ping` yet. `attempt`
+    /// counts unexpected exits since the last healthy run (0 on the first start).
+    Starting { pid: Option<i32>, attempt: u32 },
+    /// Answering `/_ping` on the socket.
+    Ready { pid: i32 },
+    /// Died unexpectedly; starting again after `delay`.
+    Restarting { attempt: u32, delay: Duration },
+    /// Stopped on request; never restarted.
+    Stopped,
+    /// Cannot be started at all (program missing or not executable).
+    Failed { reason: String },
+}
+
+/// dockerd is not running and will not be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotRunning {
+    #[error("dockerd was stopped")]
+    Stopped,
+    #[error("dockerd cannot start: {0}")]
+    Failed(String),
+}
+
+/// The lead's view of the supervised dockerd. Clones share the same daemon.
+#[derive(Clone)]
+pub struct DockerdHandle {
+    state: watch::Receiver<State>,
+    stop: Rc<watch::Sender<bool>>,
+    last_exit: Rc<Cell<Option<ChildExit>>>,
+}
+
+impl DockerdHandle {
+    /// A receiver of state changes.
+    pub fn state(&self) -> watch::Receiver<State> {
+        self.state.clone()
+    }
+
+    pub fn current(&self) -> State {
+        self.state.borrow().clone()
+    }
+
+    /// Waits until dockerd answers (its pid), or it is stopped or cannot
+    /// start. Crashes in between are waited out: bound this with a timeout.
+    pub async fn ready(&self) -> Result<i32, NotRunning> {
+        let mut rx = self.state.clone();
+        let state = rx
+            .wait_for(|s| {
+                matches!(
+                    s,
+                    State::Ready { .. } | State::Stopped | State::Failed { .. }
+                )
+            })
+            .await
+            .map(|s| s.clone())
+            .unwrap_or(State::Stopped);
+        match state {
+            State::Ready { pid } => Ok(pid),
+            State::Failed { reason } => Err(NotRunning::Failed(reason)),
+            _ => Err(NotRunning::Stopped),
+        }
+    }
+
+    /// Stops dockerd for good: SIGTERM (it stops its containers), SIGKILL
+    /// after the spec's stop timeout. Returns how the last dockerd ended, if
+    /// one was running. Safe to call more than once.
+    pub async fn stop(&self) -> Option<ChildExit> {
+        self.stop.send_replace(true);
+        let mut rx = self.state.clone();
+        let _ = rx
+            .wait_for(|s| matches!(s, State::Stopped | State::Failed { .. }))
+            .await;
+        self.last_exit.get()
+    }
+}
+
+pub struct Supervisor;
+
+impl Supervisor {
+    /// Starts supervising: the first dockerd is spawned by a local task, so
+    /// this must run inside the `LocalSet` the reaper runs in.
+    pub fn start(reaper: &Reaper, spec: DockerdSpec) -> DockerdHandle {
+        let (state_tx, state_rx) = watch::channel(State::Starting {
+            pid: None,
+            attempt: 0,
+        });
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let last_exit = Rc::new(Cell::new(None));
+        let task = Task {
+            reaper: reaper.clone(),
+            endpoint: Endpoint::Unix(spec.socket.clone()),
+            sink: Rc::new(RefCell::new(LogSink::new(
+                LogFile::open(&spec.log_path, spec.log_max_bytes),
+                EchoFilter::default(),
+            ))),
+            spec,
+            state: state_tx,
+            stop: stop_rx,
+            last_exit: last_exit.clone(),
+        };
+        tokio::task::spawn_local(task.run());
+        DockerdHandle {
+            state: state_rx,
+            stop: Rc::new(stop_tx),
+            last_exit,
+        }
+    }
+}
+
+struct Task {
+    reaper: Reaper,
+    spec: DockerdSpec,
+    endpoint: Endpoint,
+    sink: Rc<RefCell<LogSink>>,
+    state: watch::Sender<State>,
+    stop: watch::Receiver<bool>,
+    last_exit: Rc<Cell<Option<ChildExit>>>,
+}
+
+enum RunEnd {
+    Exited(ChildExit),
+    StopRequested,
+}
+
+impl Task {
+    async fn run(mut self) {
+        let mut backoff = Backoff::new(self.spec.backoff);
+        let mut attempt = 0;
+        let final_state = loop {
+            if *self.stop.borrow() {
+                break State::Stopped;
+            }
+            self.prepare_start();
+            let started = Instant::now();
+            let exit = match self.spawn() {
+                Ok(mut running) => {
+                    self.state.send_replace(State::Starting {
+                        pid: Some(running.pid),
+                        attempt,
+                    });
+                    match self.run_once(&mut running, started).await {
+                        RunEnd::Exited(exit) => Some(exit),
+                        RunEnd::StopRequested => {
+                            let exit = self.terminate(&mut running).await;
+                            self.last_exit.set(exit);
+                            break State::Stopped;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let reason = format!("{}: {e}", self.spec.program.display());
+                    self.sink
+                        .borrow_mut()
+                        .note(&format!("cannot start dockerd: {reason}"));
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+                    ) {
+                        // Retrying cannot help: say so once and leave the workspace alone.
+                        tracing::error!("cannot start dockerd ({reason}); Docker stays unavailable in this workspace");
+                        break State::Failed { reason };
+                    }
+                    tracing::error!("cannot start dockerd ({reason})");
+                    None
+                }
+            };
+            self.last_exit.set(exit);
+            let delay = backoff.next_delay(Instant::now().into_std(), started.into_std());
+            attempt = backoff.failures();
+            self.state
+                .send_replace(State::Restarting { attempt, delay });
+            if let Some(exit) = exit {
+                let up = started.elapsed();
+                tracing::warn!(
+                    "dockerd {exit} after {:.1} s; restarting in {delay:?} (restart {attempt}; its log: {})",
+                    up.as_secs_f64(),
+                    self.spec.log_path.display()
+                );
+                self.sink
+                    .borrow_mut()
+                    .note(&format!("dockerd {exit}; restarting in {delay:?}"));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop_requested(&mut self.stop) => break State::Stopped,
+            }
+        };
+        self.state.send_replace(final_state);
+    }
+
+    /// Clears what an unclean stop leaves behind, then runs the lead's hook.
+    fn prepare_start(&self) {
+        for path in &self.spec.stale_files {
+            match std::fs::remove_file(path) {
+                Ok(()) => tracing::debug!("removed stale {}", path.display()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(
+                    "cannot remove stale {}: {e}; dockerd may refuse to start",
+                    path.display()
+                ),
+            }
+        }
+        if let Some(hook) = &self.spec.pre_start {
+            hook();
+        }
+    }
+
+    /// Spawns dockerd with stdout and stderr on one pipe read by [`logs::pump`].
+    fn spawn(&self) -> io::Result<Running> {
+        let (read_end, write_end) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+        // Registered before the spawn: a dockerd whose output nobody reads
+        // would die of SIGPIPE on its first log line.
+        let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(read_end)?;
+        let mut cmd = Command::new(&self.spec.program);
+        cmd.args(&self.spec.args)
+            .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(write_end.try_clone()?))
+            .stderr(Stdio::from(write_end));
+        pid1::configure_child(&mut cmd, None, false);
+        let child = self.reaper.spawn(&mut cmd)?;
+        // The Command holds our copies of the write end: without dropping it,
+        // the pipe would never reach end-of-file.
+        drop(cmd);
+        let pid = child.pid();
+        self.sink.borrow_mut().note(&format!(
+            "started {} {} (pid {pid})",
+            self.spec.program.display(),
+            self.spec.args.join(" ")
+        ));
+        tokio::task::spawn_local(logs::pump(pipe, self.sink.clone()));
+        tracing::info!("dockerd started (pid {pid})");
+        Ok(Running::new(child))
+    }
+
+    /// Waits for readiness, then for the exit; either may be cut short by a stop request.
+    async fn run_once(&mut self, running: &mut Running, started: Instant) -> RunEnd {
+        let pid = running.pid;
+        let endpoint = self.endpoint.clone();
+        let warn_after = self.spec.ready_warn_after;
+        tokio::select! {
+            biased;
+            exit = running.wait() => {
+                tracing::error!(
+                    "dockerd {exit} before it answered on {endpoint}; see {} for why",
+                    self.spec.log_path.display()
+                );
+                return RunEnd::Exited(exit);
+            }
+            _ = stop_requested(&mut self.stop) => return RunEnd::StopRequested,
+            _ = until_ready(&endpoint, pid, warn_after) => {
+                let ms = started.elapsed().as_millis();
+                tracing::info!("dockerd ready after {ms} ms (pid {pid}, {endpoint})");
+                self.sink.borrow_mut().note(&format!("dockerd answers on {endpoint} after {ms} ms"));
+                self.state.send_replace(State::Ready { pid });
+            }
+        }
+        tokio::select! {
+            exit = running.wait() => RunEnd::Exited(exit),
+            _ = stop_requested(&mut self.stop) => RunEnd::StopRequested,
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after the stop timeout. dockerd stops its
+    /// containers itself on SIGTERM, which is why it gets the time.
+    async fn terminate(&self, running: &mut Running) -> Option<ChildExit> {
+        let pid = running.pid;
+        tracing::info!("stopping dockerd (pid {pid})");
+        running.signal(Signal::SIGTERM).await;
+        let exit = match tokio::time::timeout(self.spec.stop_timeout, running.wait()).await {
+            Ok(exit) => exit,
+            Err(_) => {
+                tracing::warn!(
+                    "dockerd (pid {pid}) still running {:.1} s after SIGTERM: sending SIGKILL",
+                    self.spec.stop_timeout.as_secs_f64()
+                );
+                running.signal(Signal::SIGKILL).await;
+                // SIGKILL cannot be refused; the bound only guards against D-state.
+                match tokio::time::timeout(Duration::from_secs(5), running.wait()).await {
+                    Ok(exit) => exit,
+                    Err(_) => {
+                        tracing::error!("dockerd (pid {pid}) did not end after SIGKILL");
+                        return None;
+                    }
+                }
+            }
+        };
+        tracing::info!("dockerd {exit}");
+        self.sink
+            .borrow_mut()
+            .note(&format!("dockerd stopped: {exit}"));
+        Some(exit)
+    }
+}
+
+/// Polls `/_ping` until it answers, warning every `warn_after` while it does not.
+async fn until_ready(endpoint: &Endpoint, pid: i32, warn_after: Duration) {
+    let started = Instant::now();
+    loop {
+        match docker_api::wait_ready(endpoint, Instant::now() + warn_after).await {
+            Ok(_) => return,
+            Err(e) => tracing::warn!(
+                "dockerd (pid {pid}) not answering after {:.0} s: {}; still waiting",
+                started.elapsed().as_secs_f64(),
+                e.last
+            ),
+        }
+    }
+}
+
+/// dockerd as it runs: its exit status arrives through a future kept here,
+/// so waiting for it can be interrupted and resumed (`pid1::Child::wait`
+/// must not be dropped half-way), and signalling can first check, without
+/// blocking, that the process has not been reaped (its pid cannot be reused
+/// before that).
+struct Running {
+    pid: i32,
+    exit: Pin<Box<dyn Future<Output = ChildExit>>>,
+    done: Option<ChildExit>,
+}
+
+impl Running {
+    fn new(mut child: pid1::Child) -> Running {
+        Running {
+            pid: child.pid(),
+            exit: Box::pin(async move { child.wait().await }),
+            done: None,
+        }
+    }
+
+    /// Waits for the exit; cancel-safe.
+    async fn wait(&mut self) -> ChildExit {
+        if let Some(exit) = self.done {
+            return exit;
+        }
+        let exit = (&mut self.exit).await;
+        self.done = Some(exit);
+        exit
+    }
+
+    /// The exit status if the reaper has already delivered it.
+    async fn try_exit(&mut self) -> Option<ChildExit> {
+        if self.done.is_none() {
+            let exit = &mut self.exit;
+            self.done = std::future::poll_fn(|cx| match exit.as_mut().poll(cx) {
+                Poll::Ready(status) => Poll::Ready(Some(status)),
+                Poll::Pending => Poll::Ready(None),
+            })
+            .await;
+        }
+        self.done
+    }
+
+    async fn signal(&mut self, sig: Signal) {
+        // No await between the check and kill: on this single-threaded
+        // runtime the reaper cannot reap the pid in between.
+        if self.try_exit().await.is_none() {
+            let _ = kill(Pid::from_raw(self.pid), sig);
+        }
+    }
+}
+
+/// Resolves when stop is requested; never if every handle is gone.
+async fn stop_requested(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}

@@ -1,0 +1,179 @@
+//! Legacy iptables selection, as dockerd-entrypoint.sh does it: a directory of
+//! `iptables*` links to the `*-legacy` binaries, put first in dockerd's PATH.
+//! We use a private directory instead of overwriting `/usr/local/sbin`, so the
+//! image's own files are never touched and the choice applies to dockerd only.
+
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::PrepareError;
+
+/// Where ws-init keeps the links by default (the caller may pass another).
+pub const DEFAULT_IPTABLES_LEGACY_DIR: &str = "/run/ws-init/iptables-legacy";
+
+/// (name dockerd calls, legacy binary it must reach). Debian's iptables
+/// package names the save/restore variants `iptables-legacy-save`, not
+/// `iptables-save-legacy`.
+pub const LEGACY_LINKS: [(&str, &str); 6] = [
+    ("iptables", "iptables-legacy"),
+    ("iptables-save", "iptables-legacy-save"),
+    ("iptables-restore", "iptables-legacy-restore"),
+    ("ip6tables", "ip6tables-legacy"),
+    ("ip6tables-save", "ip6tables-legacy-save"),
+    ("ip6tables-restore", "ip6tables-legacy-restore"),
+];
+
+fn find_in(sbin_dirs: &[&Path], name: &str) -> Option<PathBuf> {
+    sbin_dirs
+        .iter()
+        .map(|d| d.join(name))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()))
+}
+
+/// Make `link` a symlink to `target`, replacing whatever is there atomically
+/// (symlink under a temporary name, then rename over).
+fn replace_symlink(target: &Path, link: &Path) -> io::Result<()> {
+    if std::fs::read_link(link).is_ok_and(|t| t == target) {
+        return Ok(());
+    }
+    let tmp = link.with_extension(format!("tmp{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp)?;
+    std::fs::rename(&tmp, link).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// Create `dir` (mode 0755) with the six `ip(6)tables[-save|-restore]` links
+/// pointing at the legacy binaries found in `sbin_dirs` (first match wins).
+/// Idempotent. All six binaries must exist, else nothing is created.
+/// Returns `dir`, to prepend to dockerd's PATH.
+pub fn iptables_legacy_links(dir: &Path, sbin_dirs: &[&Path]) -> Result<PathBuf, PrepareError> {
+    let mut targets = Vec::with_capacity(LEGACY_LINKS.len());
+    for (name, legacy) in LEGACY_LINKS {
+        let Some(target) = find_in(sbin_dirs, legacy) else {
+            return Err(PrepareError::IptablesLegacyMissing {
+                binary: legacy.to_owned(),
+                searched: sbin_dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        };
+        targets.push((name, target));
+    }
+    let err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| PrepareError::IptablesLinks { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(err(dir))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).map_err(err(dir))?;
+    for (name, target) in targets {
+        let link = dir.join(name);
+        replace_symlink(&target, &link).map_err(err(&link))?;
+    }
+    Ok(dir.to_owned())
+}
+
+/// The first line of `BINARY --version` (e.g. `iptables v1.8.9 (legacy)`),
+/// logged so users can see which backend dockerd got.
+pub fn iptables_version(binary: &Path) -> Result<String, PrepareError> {
+    let out = Command::new(binary)
+        .arg("--version")
+        .output()
+        .map_err(|e| PrepareError::IptablesVersion {
+            binary: binary.to_owned(),
+            detail: e.to_string(),
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().next().unwrap_or("").trim().to_owned();
+    if !out.status.success() || line.is_empty() {
+        return Err(PrepareError::IptablesVersion {
+            binary: binary.to_owned(),
+            detail: format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        });
+    }
+    Ok(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake sbin with executable scripts named like the legacy binaries;
+    /// each prints its own name for `--version`.
+    fn fake_sbin(root: &Path, skip: Option<&str>) -> PathBuf {
+        let sbin = root.join("sbin");
+        std::fs::create_dir_all(&sbin).unwrap();
+        for (_, legacy) in LEGACY_LINKS {
+            if Some(legacy) == skip {
+                continue;
+            }
+            let p = sbin.join(legacy);
+            std::fs::write(&p, format!("#!/bin/sh\necho \"{legacy} v0 (legacy)\"\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        sbin
+    }
+
+    #[test]
+    fn creates_links_idempotently_and_reports_version() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sbin = fake_sbin(tmp.path(), None);
+        let empty = tmp.path().join("empty");
+        let dir = tmp.path().join("run/ws-init/iptables-legacy");
+        let got = iptables_legacy_links(&dir, &[&empty, &sbin]).unwrap();
+        assert_eq!(got, dir);
+        for (name, legacy) in LEGACY_LINKS {
+            assert_eq!(
+                std::fs::read_link(dir.join(name)).unwrap(),
+                sbin.join(legacy)
+            );
+        }
+        // Second run: same result, no leftovers.
+        iptables_legacy_links(&dir, &[&sbin]).unwrap();
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), LEGACY_LINKS.len());
+        let v = iptables_version(&dir.join("iptables")).unwrap();
+        assert_eq!(v, "iptables-legacy v0 (legacy)");
+    }
+
+    #[test]
+    fn replaces_a_wrong_link() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sbin = fake_sbin(tmp.path(), None);
+        let dir = tmp.path().join("links");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::os::unix::fs::symlink("/nonexistent", dir.join("iptables")).unwrap();
+        iptables_legacy_links(&dir, &[&sbin]).unwrap();
+        assert_eq!(
+            std::fs::read_link(dir.join("iptables")).unwrap(),
+            sbin.join("iptables-legacy")
+        );
+    }
+
+    #[test]
+    fn missing_binary_names_the_package_and_creates_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sbin = fake_sbin(tmp.path(), Some("ip6tables-legacy-save"));
+        let dir = tmp.path().join("links");
+        let err = iptables_legacy_links(&dir, &[&sbin])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ip6tables-legacy-save"), "{err}");
+        assert!(err.contains("`iptables` package"), "{err}");
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn version_of_missing_binary_is_an_error() {
+        let err = iptables_version(Path::new("/nonexistent/iptables")).unwrap_err();
+        assert!(err.to_string().contains("--version"));
+    }
+}

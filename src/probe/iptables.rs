@@ -1,0 +1,156 @@
+//! iptables facts. The /proc files are cheap; running `iptables -nL` is not,
+//! so the command checks are separate and run only when the plan needs them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Files whose non-empty content means legacy (x_tables) rules already exist in this kernel.
+pub const LEGACY_NAMES_FILES: [&str; 3] =
+    ["ip_tables_names", "ip6_tables_names", "arp_tables_names"];
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct IptablesProbe {
+    /// Which of [`LEGACY_NAMES_FILES`] under /proc/net are non-empty.
+    pub legacy_tables_in_use: Vec<String>,
+    /// Located `iptables` and `iptables-legacy` binaries.
+    pub iptables_path: Option<PathBuf>,
+    pub iptables_legacy_path: Option<PathBuf>,
+    /// `iptables -nL` succeeded; `None` = not checked.
+    pub nft_works: Option<bool>,
+    /// `iptables-legacy -nL` succeeded; `None` = not checked.
+    pub legacy_works: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IptablesTool {
+    /// `iptables` (nft on current Debian/Ubuntu)
+    Default,
+    /// `iptables-legacy`
+    Legacy,
+}
+
+impl IptablesTool {
+    pub fn binary(self) -> &'static str {
+        match self {
+            IptablesTool::Default => "iptables",
+            IptablesTool::Legacy => "iptables-legacy",
+        }
+    }
+}
+
+/// Find `name` in a PATH-style list, inside `root`.
+pub fn find_in_path(root: &Path, path_env: &str, name: &str) -> Option<PathBuf> {
+    path_env
+        .split(':')
+        .filter(|d| d.starts_with('/'))
+        .map(|d| Path::new(d).join(name))
+        .find(|p| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(root.join(p.strip_prefix("/").unwrap_or(p)))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+}
+
+pub fn probe_iptables_files(root: &Path, path_env: &str) -> IptablesProbe {
+    let legacy_tables_in_use = LEGACY_NAMES_FILES
+        .iter()
+        .filter(|f| {
+            std::fs::read_to_string(root.join("proc/net").join(f))
+                .is_ok_and(|t| !t.trim().is_empty())
+        })
+        .map(|f| f.to_string())
+        .collect();
+    IptablesProbe {
+        legacy_tables_in_use,
+        iptables_path: find_in_path(root, path_env, "iptables"),
+        iptables_legacy_path: find_in_path(root, path_env, "iptables-legacy"),
+        nft_works: None,
+        legacy_works: None,
+    }
+}
+
+/// Run `<binary> -nL` quietly with a timeout: does this backend work here?
+/// It waits for its own child, so call it before a `waitpid(-1)` reaper runs.
+pub fn run_list_check(binary: &Path, timeout: Duration) -> bool {
+    let Ok(mut child) = Command::new(binary)
+        .arg("-nL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if start.elapsed() < timeout => std::thread::sleep(Duration::from_millis(20)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
+}
+
+impl IptablesProbe {
+    /// Fill in the result for `tool` by running it (a missing binary counts as not working).
+    pub fn check(&mut self, tool: IptablesTool) {
+        let (path, slot) = match tool {
+            IptablesTool::Default => (&self.iptables_path, &mut self.nft_works),
+            IptablesTool::Legacy => (&self.iptables_legacy_path, &mut self.legacy_works),
+        };
+        *slot = Some(
+            path.as_deref()
+                .is_some_and(|p| run_list_check(p, CHECK_TIMEOUT)),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_executables_in_path_inside_root() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("usr/sbin")).unwrap();
+        let bin = t.path().join("usr/sbin/iptables");
+        std::fs::write(&bin, "#!/bin/sh\n").unwrap();
+        assert_eq!(
+            find_in_path(t.path(), DEFAULT_PATH, "iptables"),
+            None,
+            "not executable yet"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(
+            find_in_path(t.path(), DEFAULT_PATH, "iptables"),
+            Some(PathBuf::from("/usr/sbin/iptables"))
+        );
+    }
+
+    #[test]
+    fn list_check_reports_exit_status_and_timeout() {
+        assert!(run_list_check(Path::new("/bin/true"), CHECK_TIMEOUT));
+        assert!(!run_list_check(Path::new("/bin/false"), CHECK_TIMEOUT));
+        assert!(!run_list_check(
+            Path::new("/nonexistent/iptables"),
+            CHECK_TIMEOUT
+        ));
+        let t = tempfile::tempdir().unwrap();
+        let slow = t.path().join("slow");
+        std::fs::write(&slow, "#!/bin/sh\nexec sleep 10\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let start = Instant::now();
+        assert!(!run_list_check(&slow, Duration::from_millis(300)));
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+}
