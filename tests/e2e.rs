@@ -99,6 +99,19 @@ fn inner_daemon_serves_the_workspace_user() {
         seen == "bind-marker",
         &format!("bind mount showed {seen:?}"),
     );
+
+    // The image's HEALTHCHECK (interval 10 s) reports the running daemon.
+    let health = wait_for(secs(60), || {
+        let h = ws.inspect("{{.State.Health.Status}}");
+        (h == "healthy").then_some(h)
+    });
+    ws.check(
+        health.is_some(),
+        &format!(
+            "health is {:?}, want healthy",
+            ws.inspect("{{json .State.Health}}")
+        ),
+    );
 }
 
 /// DOCKER_TLS_CERTDIR: a second container with only the client/ files reaches the daemon over
