@@ -17,6 +17,9 @@ use crate::{bringup, docker_api, user};
 
 /// Runs the whole workspace lifetime and returns ws-init's exit status.
 pub fn run(args: Vec<OsString>, settings: Settings) -> i32 {
+    if let Err(e) = pid1::clear_inherited_signal_mask() {
+        warn!("cannot unblock inherited blocked signals ({e}); forwarding may miss some");
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

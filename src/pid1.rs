@@ -342,9 +342,13 @@ pub fn configure_child(cmd: &mut Command, run_as: Option<&RunAs>, foreground_tty
                 libc::signal(libc::SIGTTOU, libc::SIG_IGN);
                 libc::tcsetpgrp(0, libc::getpid());
             }
-            for sig in 1..libc::SIGRTMAX() {
+            // Every signal up to SIGRTMAX included, through the raw system
+            // call: glibc's and musl's wrappers refuse the signals they keep
+            // for themselves (32..=34), and those arrive ignored from a
+            // parent that used glibc's posix_spawn.
+            for sig in 1..=64 {
                 if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    libc::signal(sig, libc::SIG_DFL);
+                    set_default_disposition(sig);
                 }
             }
             let mut empty: libc::sigset_t = std::mem::zeroed();
@@ -364,6 +368,44 @@ pub fn configure_child(cmd: &mut Command, run_as: Option<&RunAs>, foreground_tty
             Ok(())
         });
     }
+}
+
+/// The kernel's `struct sigaction` (x86_64, aarch64): the raw system call
+/// takes this layout, not libc's.
+#[repr(C)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+/// SIG_DFL for `sig` by `rt_sigaction` itself. Async-signal-safe.
+fn set_default_disposition(sig: i32) {
+    let act = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    // SAFETY: a valid struct for the duration of the call, no old action asked.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            &act as *const KernelSigaction,
+            std::ptr::null_mut::<KernelSigaction>(),
+            std::mem::size_of::<u64>(),
+        );
+    }
+}
+
+/// Unblocks every signal in ws-init itself: a mask inherited from the parent
+/// survives exec, and a blocked SIGTERM would never reach the handlers.
+/// Call before the runtime starts any thread.
+pub fn clear_inherited_signal_mask() -> io::Result<()> {
+    use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(io::Error::from)
 }
 
 /// Whether fd 0 is a terminal we can hand to the main command.
