@@ -67,8 +67,17 @@ pub enum Severity {
     Error,
 }
 
+/// Warnings dockerd 20.10 prints on every start inside a container that say
+/// nothing actionable; they stay in the log file so stderr shows what matters.
+pub const BENIGN_WARNINGS: [&str; 4] = [
+    "containerd config version `1` has been deprecated",
+    "devmapper not configured",
+    "Your kernel does not support cgroup blkio weight",
+    "cleanup warnings",
+];
+
 impl Parsed {
-    /// Warnings and worse are echoed; plain lines too, since dockerd prints
+    /// Warnings and worse are echoed (but the known-benign ones); plain lines too, since dockerd prints
     /// its fatal start-up errors (and Go its panics) without a level.
     /// gRPC transport warnings are retries dockerd handles itself: file only.
     pub fn severity(&self) -> Option<Severity> {
@@ -78,6 +87,7 @@ impl Parsed {
         match self.level {
             None => Some(Severity::Warn),
             Some(l) if l >= Level::Error => Some(Severity::Error),
+            Some(Level::Warning) if BENIGN_WARNINGS.iter().any(|b| self.text.contains(b)) => None,
             Some(Level::Warning) => Some(Severity::Warn),
             Some(_) => None,
         }

@@ -3,12 +3,12 @@ use super::*;
 #[test]
 fn logrus_text_lines_give_level_message_and_fields() {
     let p = parse_line(
-        r#"time="2026-11-22T21:02:23.252470584Z" level=warning msg="failed to load plugin io.containerd.snapshotter.v1.devmapper" error="devmapper not configured""#,
+        r#"time="2026-11-22T21:02:23.252470584Z" level=warning msg="failed to load plugin io.containerd.snapshotter.v1.zfs" error="zfs not available""#,
     );
     assert_eq!(p.level, Some(Level::Warning));
     assert_eq!(
         p.text,
-        r#"failed to load plugin io.containerd.snapshotter.v1.devmapper error="devmapper not configured""#
+        r#"failed to load plugin io.containerd.snapshotter.v1.zfs error="zfs not available""#
     );
     assert_eq!(p.severity(), Some(Severity::Warn));
 
@@ -259,4 +259,19 @@ fn the_sink_writes_every_line_to_the_file() {
         b"[ws-init] starting dockerd\ntime=\"t\" level=info msg=\"Starting up\"\n\xff not utf-8\n"
             .to_vec()
     );
+}
+
+#[test]
+fn known_benign_start_warnings_stay_in_the_file_but_errors_never_do() {
+    for line in [
+        r#"time="2026-11-22T21:17:10Z" level=warning msg="containerd config version `1` has been deprecated and will be removed in containerd v2.0, please switch to version `2`""#,
+        r#"time="2026-11-22T21:17:10.1Z" level=warning msg="failed to load plugin io.containerd.snapshotter.v1.devmapper" error="devmapper not configured""#,
+        r#"time="2026-11-22T21:17:11.2Z" level=warning msg="Your kernel does not support cgroup blkio weight_device""#,
+    ] {
+        assert_eq!(parse_line(line).severity(), None, "{line}");
+    }
+    let other = r#"time="2026-11-22T21:17:11.2Z" level=warning msg="Your kernel does not support swap memory limit""#;
+    assert_eq!(parse_line(other).severity(), Some(Severity::Warn));
+    let error = r#"time="2026-11-22T21:17:11.2Z" level=error msg="devmapper not configured""#;
+    assert_eq!(parse_line(error).severity(), Some(Severity::Error));
 }
