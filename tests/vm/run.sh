@@ -9,8 +9,8 @@
 # dockerd), qemu-system-x86_64, debootstrap, e2fsprogs and the local Docker engine.
 # Caches under ${XDG_CACHE_HOME:-$HOME/.cache}/ws-init/vm (root disk and kernel:
 # built once, ~4-5 min; docker data disk with the image loaded: per image ID, ~30 s).
-# Environment: WSVM_TIMEOUT (QEMU wall limit, s, default 1200), WSVM_GUEST_TIMEOUT
-# (guest watchdog, s, default 900), WSVM_MEM (default 3G), WSVM_SMP (default 2),
+# Environment: WSVM_TIMEOUT (QEMU wall limit, s, default 1800), WSVM_GUEST_TIMEOUT
+# (guest watchdog, s, default 1500), WSVM_MEM (default 3G), WSVM_SMP (default 2),
 # WSVM_KEEP=1 keeps the run directory.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,8 +18,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$here/lib.sh"
 
 image="${1:-${WSVM_IMAGE:-ws-init/workspace:dev}}"
-timeout_s="${WSVM_TIMEOUT:-1200}"
-guest_timeout="${WSVM_GUEST_TIMEOUT:-900}"
+timeout_s="${WSVM_TIMEOUT:-1800}"
+guest_timeout="${WSVM_GUEST_TIMEOUT:-1500}"
 [[ $(id -u) == 0 ]] || wsvm_die "run as root: the disks are built with loop mounts and a private dockerd"
 wsvm_need qemu-system-x86_64 mkfs.ext4 timeout docker
 

@@ -78,9 +78,9 @@ container_cgroup() { # CID -> the container's cgroup directory as seen from the 
 }
 
 # --- inner Docker ready, as the workspace user -----------------------------
-inner_ready() { # MODE START_SECONDS
-    local mode=$1 t0=$2 t
-    for t in $(seq 1 400); do
+inner_ready() { # MODE START_SECONDS: wait up to 600 s (dockerd restarts included)
+    local mode=$1 t0=$2
+    while ((SECONDS - t0 < 600)); do
         if docker exec -u workspace "ws-$mode" docker version >/dev/null 2>&1; then
             result "$mode.inner_docker_ready" 1 "$((SECONDS - t0))s after docker run"
             return 0
@@ -90,7 +90,7 @@ inner_ready() { # MODE START_SECONDS
         fi
         sleep 1
     done
-    result "$mode.inner_docker_ready" 0 "not ready after ${t}s: $(docker logs --tail 15 "ws-$mode" 2>&1)"
+    result "$mode.inner_docker_ready" 0 "not ready $((SECONDS - t0))s after docker run: $(docker logs --tail 15 "ws-$mode" 2>&1)"
     return 1
 }
 
