@@ -6,6 +6,8 @@ FROM ${BASE_IMAGE}
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
+# apparmor brings apparmor_parser: on hosts whose kernel has AppArmor on, dockerd 20.10 must load
+# its docker-default profile or every inner `docker run` fails (moby#44900).
 # The docker group gets GID 999 (design §4) before docker.io's postinst would create it with
 # whatever system GID is free. policy-rc.d keeps maintainer scripts from starting services
 # during the build (there is no init here; ws-init starts dockerd at run time).
@@ -19,7 +21,7 @@ RUN set -eux; \
     chmod 0755 /usr/sbin/policy-rc.d; \
     apt-get update; \
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        bash ca-certificates docker-compose docker.io iptables less procps; \
+        apparmor bash ca-certificates docker-compose docker.io iptables less procps; \
     rm -f /usr/sbin/policy-rc.d; \
     apt-get clean; \
     rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /var/log/apt/* /var/log/dpkg.log; \

@@ -3,8 +3,8 @@
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::plan::{DockerMode, Plan, Step, Warning};
-use crate::probe::{CapLevel, SystemProbe};
+use crate::plan::{DockerMode, Plan, Privilege, RemoteKind, Step, Warning};
+use crate::probe::{CapLevel, CgroupLayout, SystemProbe};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -113,10 +113,22 @@ pub fn report(probe: &SystemProbe, plan: &Plan, settings: &Settings) -> DoctorRe
     }
 }
 
+fn remote_kind_text(kind: RemoteKind) -> &'static str {
+    match kind {
+        RemoteKind::Tcp => "tcp",
+        RemoteKind::TcpTls => "tcp with TLS",
+        RemoteKind::Ssh => "ssh",
+        RemoteKind::Unix => "unix socket",
+        RemoteKind::Other => "other scheme",
+    }
+}
+
 fn mode_text(m: &DockerMode) -> String {
     match m {
         DockerMode::Disabled => "disabled (WS_DOCKER_ENABLE_CLIENT is off)".into(),
-        DockerMode::Remote { host, kind } => format!("remote engine {host} ({kind:?})"),
+        DockerMode::Remote { host, kind } => {
+            format!("remote engine {host} ({})", remote_kind_text(*kind))
+        }
         DockerMode::HostSocket {
             path,
             gid,
@@ -133,7 +145,13 @@ fn mode_text(m: &DockerMode) -> String {
             }
         ),
         DockerMode::Sysbox => "inner dockerd under sysbox".into(),
-        DockerMode::InnerDaemon { privilege } => format!("inner dockerd ({privilege:?})"),
+        DockerMode::InnerDaemon { privilege } => format!(
+            "inner dockerd ({})",
+            match privilege {
+                Privilege::Full => "privileged",
+                Privilege::NearPrivileged => "near-privileged",
+            }
+        ),
         DockerMode::Impossible { .. } => "impossible in this container".into(),
     }
 }
@@ -202,7 +220,13 @@ pub fn render_text(r: &DoctorReport) -> String {
             "no".into()
         },
     );
-    let mut cg = format!("{:?}", r.cgroups.layout).to_lowercase();
+    let mut cg = match r.cgroups.layout {
+        CgroupLayout::Unified => "v2 (unified)",
+        CgroupLayout::Hybrid => "v1 with a v2 tree (hybrid)",
+        CgroupLayout::Legacy => "v1 (legacy)",
+        CgroupLayout::None => "none mounted",
+    }
+    .to_string();
     if !r.cgroups.read_only_v1.is_empty() {
         cg.push_str(&format!(
             ", {} v1 hierarchies read-only",
@@ -214,7 +238,12 @@ pub fn render_text(r: &DoctorReport) -> String {
     }
     row("cgroups", cg);
     let c = &r.capabilities;
-    let mut caps = format!("{:?}", c.level).to_lowercase();
+    let mut caps = match c.level {
+        CapLevel::Full => "full (privileged)",
+        CapLevel::NearPrivileged => "near-privileged",
+        CapLevel::Restricted => "restricted",
+    }
+    .to_string();
     if !c.missing.is_empty() && c.missing.len() <= 6 {
         caps.push_str(&format!(" (missing {})", c.missing.join(", ")));
     } else if !c.missing.is_empty() {
@@ -327,7 +356,7 @@ mod tests {
         assert!(r.ok);
         let text = render_text(&r);
         for needle in [
-            "inner dockerd (NearPrivileged)",
+            "inner dockerd (near-privileged)",
             "remount 9 cgroup v1 hierarchies read-write",
             "mount --make-rshared /",
             "/var/lib/docker on overlay",
@@ -351,5 +380,56 @@ mod tests {
         let r = report(&p, &make_plan(&p, &s), &s);
         assert!(r.ok && r.steps.is_empty() && r.problems.is_empty() && !r.enabled);
         assert!(render_text(&r).contains("disabled"));
+    }
+}
+
+#[cfg(test)]
+mod schema_tests {
+    use super::*;
+    use crate::plan::make_plan;
+    use crate::plan::tests::{enabled, probe};
+
+    const SCHEMA_DOC: &str = include_str!("../docs/doctor-json.md");
+
+    /// The backticked first cells of the table under `heading` in the doc.
+    fn documented(heading: &str) -> Vec<String> {
+        let section = SCHEMA_DOC
+            .split(heading)
+            .nth(1)
+            .expect("section in docs/doctor-json.md");
+        section
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .filter_map(|l| l.split('`').nth(1).map(str::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn json_fields_are_exactly_the_documented_ones() {
+        let fields = documented("## Top-level fields");
+        assert!(fields.len() > 10, "{fields:?}");
+        for (case, settings) in [
+            ("docker-plain", enabled()),
+            ("docker-near-privileged", enabled()),
+            ("host-hybrid-v1", Settings::default()),
+        ] {
+            let p = probe(case, &settings);
+            let r = report(&p, &make_plan(&p, &settings), &settings);
+            let v: serde_json::Value = serde_json::from_str(&render_json(&r)).unwrap();
+            let mut keys: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            let mut want = fields.clone();
+            keys.sort();
+            want.sort();
+            assert_eq!(
+                keys, want,
+                "{case}: top-level keys differ from docs/doctor-json.md"
+            );
+            let mode = v["mode"]["mode"].as_str().unwrap().to_string();
+            assert!(
+                documented("## `mode.mode` values").contains(&mode),
+                "{case}: mode {mode} undocumented"
+            );
+        }
     }
 }

@@ -371,6 +371,13 @@ pub fn dockerd_plan(p: &SystemProbe, s: &Settings, iptables_legacy: bool) -> Doc
     if let Some(mtu) = p.net.default_route_mtu.filter(|m| *m < 1500) {
         ours.push(("mtu", format!("--mtu={mtu}")));
     }
+    // With --cgroupns=host our cgroup is /docker/<id>, not the tree's root:
+    // inner containers go below it, so the workspace's own limits hold them.
+    if let Some(v2) = p.cgroups.v2_root.as_ref().filter(|v2| v2.relative != "/") {
+        if p.sysboxfs_mounts.is_empty() {
+            ours.push(("cgroup-parent", format!("--cgroup-parent={}", v2.relative)));
+        }
+    }
     ours.push((
         "shutdown-timeout",
         format!(
@@ -510,6 +517,12 @@ fn inner_daemon_warnings(
         w.push(warn(
             "/var/lib/docker is on the container's overlay filesystem: dockerd cannot use overlay2 there and falls back to the slow vfs driver",
             "mount a volume there: -v ws-docker:/var/lib/docker (Kubernetes: an emptyDir)".to_string(),
+        ));
+    }
+    if p.apparmor_kernel && !p.apparmor_parser && !sysbox {
+        w.push(warn(
+            "AppArmor is on in the host kernel but apparmor_parser is missing: dockerd 20.10 then cannot load its default profile and every inner `docker run` fails",
+            "install the apparmor package in the image (the ws-init image has it), or run inner containers with --security-opt apparmor=unconfined".to_string(),
         ));
     }
     if !p.lib_modules {

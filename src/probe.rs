@@ -98,6 +98,10 @@ pub struct SystemProbe {
     pub securityfs_dir: bool,
     pub securityfs_mounted: bool,
     pub lib_modules: bool,
+    /// The host kernel has AppArmor on (`/sys/module/apparmor/parameters/enabled` is Y).
+    pub apparmor_kernel: bool,
+    /// `apparmor_parser` is on PATH (dockerd 20.10 needs it when AppArmor is on).
+    pub apparmor_parser: bool,
     pub dev_kmsg: bool,
     pub pid_files: Vec<PidFile>,
     /// Live processes named dockerd in our pid namespace (our own inner daemon).
@@ -261,6 +265,11 @@ pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProb
         securityfs_dir: root.join(rel(Path::new("/sys/kernel/security"))).is_dir(),
         securityfs_mounted: mounts.securityfs_mounted(),
         lib_modules: root.join("lib/modules").is_dir(),
+        apparmor_kernel: std::fs::read_to_string(
+            root.join("sys/module/apparmor/parameters/enabled"),
+        )
+        .is_ok_and(|t| t.starts_with('Y')),
+        apparmor_parser: iptables::find_in_path(root, &env.path, "apparmor_parser").is_some(),
         dev_kmsg: root.join("dev/kmsg").exists(),
         pid_files: find_pid_files(root),
         dockerd_pids: dockerd_pids(root),

@@ -201,9 +201,11 @@ fn load_or_generate_key(path: &Path, mode: u32) -> Result<(KeyPair, bool), TlsEr
 
 fn random_serial() -> Result<SerialNumber, TlsError> {
     let mut bytes = [0u8; 16];
+    // The raw system call, not libc's wrapper: in the static-pie musl build
+    // with LTO the wrapper's symbol resolved to address 0 (SIGSEGV at start).
     // SAFETY: the buffer is valid for its length; getrandom writes at most that.
-    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    if n != bytes.len() as isize {
+    let n = unsafe { libc::syscall(libc::SYS_getrandom, bytes.as_mut_ptr(), bytes.len(), 0) };
+    if n != bytes.len() as libc::c_long {
         return Err(TlsError::Random(io::Error::last_os_error()));
     }
     // Positive and without leading zero byte: a canonical 16-byte INTEGER.

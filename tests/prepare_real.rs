@@ -169,7 +169,7 @@ fn root_becomes_recursively_shared() {
                 .cloned()
                 .unwrap()
         };
-        assert_eq!(root_entry(&thread_mounts()).is_shared(), false);
+        assert!(!root_entry(&thread_mounts()).is_shared());
         prepare::make_root_rshared().unwrap();
         let m = thread_mounts();
         assert!(root_entry(&m).is_shared(), "{m:?}");

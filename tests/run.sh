@@ -34,12 +34,17 @@ phase() {
   return 0
 }
 
-# Every test target except e2e, which runs in its own phase.
+# Every test target; the end-to-end ones (e2e*) run in their own phase against the image.
 TARGETS=(--lib --bins)
+E2E_TARGETS=()
 for f in tests/*.rs; do
   [[ -e $f ]] || continue
   name=$(basename "$f" .rs)
-  [[ $name = e2e ]] || TARGETS+=(--test "$name")
+  if [[ $name = e2e* ]]; then
+    E2E_TARGETS+=(--test "$name")
+  else
+    TARGETS+=(--test "$name")
+  fi
 done
 
 if [[ ${WS_E2E_SKIP:-} = 1 ]]; then
@@ -47,14 +52,16 @@ if [[ ${WS_E2E_SKIP:-} = 1 ]]; then
 else
   phase "image ${WS_E2E_IMAGE}" bash image/build.sh "$WS_E2E_IMAGE"
 fi
-phase "unit + integration tests" cargo test --release --locked "${TARGETS[@]}"
-phase "doc tests" cargo test --release --locked --doc
+# Debug builds: the release profile's LTO would link every test binary slowly; the
+# release binary itself is what the image (and so the e2e tests) runs.
+phase "unit + integration tests" cargo test --locked "${TARGETS[@]}"
+phase "doc tests" cargo test --locked --doc
 if [[ ${WS_E2E_SKIP:-} != 1 ]]; then
   if [[ " ${FAILED[*]} " == *" image ${WS_E2E_IMAGE} "* ]]; then
     echo "[run.sh] the image did not build: end-to-end tests not run" >&2
     FAILED+=("e2e tests")
   else
-    phase "e2e tests" cargo test --release --locked --test e2e -- --test-threads "$THREADS"
+    phase "e2e tests" cargo test --locked "${E2E_TARGETS[@]}" -- --test-threads "$THREADS"
   fi
 fi
 

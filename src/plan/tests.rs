@@ -617,3 +617,63 @@ fn host_hybrid_v1_layout() {
         .iter()
         .any(|s| matches!(s, Step::RemountCgroupV1Rw { .. })));
 }
+
+#[test]
+fn host_cgroupns_evacuates_our_own_cgroup_and_nests_inner_containers_below_it() {
+    let s = enabled();
+    let p = probe("docker-privileged-v2-hostns", &s);
+    let v2 = p.cgroups.v2_root.as_ref().unwrap();
+    assert_eq!(v2.relative, "/docker/b712f1c4");
+    assert_eq!(
+        v2.root_procs, 2,
+        "our two processes, not the host's pid-0 entries"
+    );
+    let plan = make_plan(&p, &s);
+    let ev = plan
+        .steps
+        .iter()
+        .find_map(|s| match &s.step {
+            Step::CgroupV2Evacuate { root, init, .. } => Some((root.clone(), init.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        ev,
+        (
+            "/sys/fs/cgroup/docker/b712f1c4".into(),
+            "/sys/fs/cgroup/docker/b712f1c4/init".into()
+        )
+    );
+    let args = plan.dockerd.unwrap().args;
+    assert!(
+        args.contains(&"--cgroup-parent=/docker/b712f1c4".to_string()),
+        "{args:?}"
+    );
+    // A private namespace keeps dockerd's default parent.
+    let private = make_plan(&probe("docker-privileged-v2", &s), &s);
+    assert!(!private
+        .dockerd
+        .unwrap()
+        .args
+        .iter()
+        .any(|a| a.starts_with("--cgroup-parent")));
+}
+
+#[test]
+fn apparmor_on_without_its_parser_is_named_with_the_fix() {
+    let s = enabled();
+    let mut p = probe("docker-privileged-v2", &s);
+    assert!(!p.apparmor_kernel, "fixture has no AppArmor");
+    let has_warning = |p: &SystemProbe| {
+        make_plan(p, &s).warnings.iter().any(|w| {
+            w.message.contains("apparmor_parser")
+                && w.fix.as_deref().is_some_and(|f| f.contains("apparmor"))
+        })
+    };
+    assert!(!has_warning(&p));
+    p.apparmor_kernel = true;
+    p.apparmor_parser = false;
+    assert!(has_warning(&p));
+    p.apparmor_parser = true;
+    assert!(!has_warning(&p));
+}

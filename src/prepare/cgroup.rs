@@ -76,9 +76,13 @@ fn write_control(path: &Path, text: &str) -> io::Result<()> {
     f.write_all(text.as_bytes())
 }
 
+/// PIDs listed in a `cgroup.procs` file. Processes outside our PID namespace
+/// (a host cgroup namespace shows them) read as 0, and writing 0 would move
+/// the writer itself: they are skipped.
 fn parse_pids(text: &str) -> Vec<i32> {
     text.split_whitespace()
         .filter_map(|p| p.parse().ok())
+        .filter(|p| *p > 0)
         .collect()
 }
 
@@ -183,6 +187,11 @@ mod tests {
     #[test]
     fn pids_parse_ignores_blank_and_garbage() {
         assert_eq!(parse_pids("1\n23\n\nx\n456\n"), vec![1, 23, 456]);
+        assert_eq!(
+            parse_pids("0\n0\n7\n"),
+            vec![7],
+            "foreign-namespace pids read as 0"
+        );
     }
 
     fn busy() -> io::Error {

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, MsFlags};
 use nix::sys::statvfs::{statvfs, FsFlags};
 
-use crate::probe::MountInfo;
 use super::PrepareError;
+use crate::probe::MountInfo;
 
 /// What `mount_securityfs` found or did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

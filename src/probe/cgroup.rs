@@ -48,7 +48,10 @@ pub enum CgroupLayout {
 /// The root of a cgroup2 tree as this container sees it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CgroupV2Root {
+    /// Where our own cgroup is mounted: `/sys/fs/cgroup` plus `relative`.
     pub path: PathBuf,
+    /// Our cgroup as `/proc/self/cgroup` names it (`/` in a private namespace).
+    pub relative: String,
     pub read_only: bool,
     /// `cgroup.controllers`: what may be enabled for children.
     pub controllers: Vec<String>,
@@ -95,13 +98,21 @@ pub fn probe_cgroups(root: &Path, mounts: &MountInfo) -> CgroupProbe {
     } else {
         CgroupLayout::None
     };
-    let v2_root = unified.then(|| CgroupV2Root {
-        path: PathBuf::from("/sys/fs/cgroup"),
-        read_only: cg_mount.is_some_and(|m| m.read_only()),
-        controllers: words(root, "sys/fs/cgroup/cgroup.controllers"),
-        subtree_control: words(root, "sys/fs/cgroup/cgroup.subtree_control"),
-        root_procs: words(root, "sys/fs/cgroup/cgroup.procs").len(),
-        init_exists: root.join("sys/fs/cgroup/init").is_dir(),
+    let v2_root = unified.then(|| {
+        let relative = own_v2_cgroup(&self_cgroup);
+        let rel = format!("sys/fs/cgroup{}", relative.trim_end_matches('/'));
+        CgroupV2Root {
+            path: Path::new("/").join(&rel),
+            relative,
+            read_only: cg_mount.is_some_and(|m| m.read_only()),
+            controllers: words(root, &format!("{rel}/cgroup.controllers")),
+            subtree_control: words(root, &format!("{rel}/cgroup.subtree_control")),
+            root_procs: words(root, &format!("{rel}/cgroup.procs"))
+                .iter()
+                .filter(|p| p.as_str() != "0")
+                .count(),
+            init_exists: root.join(&rel).join("init").is_dir(),
+        }
     });
     CgroupProbe {
         layout,
@@ -113,9 +124,38 @@ pub fn probe_cgroups(root: &Path, mounts: &MountInfo) -> CgroupProbe {
     }
 }
 
+/// The container's own cgroup on the v2 tree: `/` with a private cgroup
+/// namespace, `/docker/<id>` (or similar) with `--cgroupns=host`. A process
+/// already moved into `init` by our evacuation (a `doctor` run from the
+/// workspace shell) reports the cgroup above it.
+pub fn own_v2_cgroup(self_cgroup: &[CgroupEntry]) -> String {
+    let path = self_cgroup
+        .iter()
+        .find(|e| e.hierarchy_id == 0 && e.controllers.is_empty())
+        .map(|e| e.path.as_str())
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or("/");
+    match path.strip_suffix("/init") {
+        Some("") => "/".to_string(),
+        Some(parent) => parent.to_string(),
+        None => path.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn own_cgroup_is_the_namespace_root_or_the_host_path() {
+        let own = |text: &str| own_v2_cgroup(&parse_proc_cgroup(text));
+        assert_eq!(own("0::/\n"), "/");
+        assert_eq!(own("0::/docker/b712f1c4\n"), "/docker/b712f1c4");
+        assert_eq!(own("0::/init\n"), "/");
+        assert_eq!(own("0::/docker/b712f1c4/init\n"), "/docker/b712f1c4");
+        assert_eq!(own("4:memory:/x\n"), "/", "v1 only: no v2 entry");
+        assert_eq!(own(""), "/");
+    }
 
     #[test]
     fn parses_v1_and_v2_lines() {
