@@ -472,7 +472,7 @@ fn dockerd_command_line() {
         [
             "--host=unix:///var/run/docker.sock",
             "--group=docker",
-            "--shutdown-timeout=6"
+            "--shutdown-timeout=4"
         ]
     );
     assert!(d.env.contains(&("container".into(), "docker".into())));
@@ -523,7 +523,8 @@ fn dockerd_command_line() {
         .iter()
         .any(|w| w.message.contains("without authentication")));
 
-    assert_eq!(shutdown_timeout_secs(Duration::from_secs(8)), 6);
+    assert_eq!(shutdown_timeout_secs(Duration::from_secs(8)), 4);
+    assert_eq!(shutdown_timeout_secs(Duration::from_secs(60)), 30);
     assert_eq!(shutdown_timeout_secs(Duration::from_millis(2500)), 1);
     assert_eq!(shutdown_timeout_secs(Duration::ZERO), 1);
 }
