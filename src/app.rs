@@ -20,18 +20,24 @@ pub fn run(args: Vec<OsString>, settings: Settings) -> i32 {
     if let Err(e) = pid1::clear_inherited_signal_mask() {
         warn!("cannot unblock inherited blocked signals ({e}); forwarding may miss some");
     }
-    let rt = match tokio::runtime::Builder::new_current_thread()
+    let Some(rt) = runtime() else { return 1 };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, workspace(args, settings))
+}
+
+/// The current-thread runtime every ws-init command runs on; `None` after
+/// printing why it could not be built.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt,
+        Ok(rt) => Some(rt),
         Err(e) => {
             eprintln!("ws-init: cannot start the event loop: {e}");
-            return 1;
+            None
         }
-    };
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, workspace(args, settings))
+    }
 }
 
 /// `ws-init doctor [--json]`: what this container offers and what ws-init
@@ -55,16 +61,7 @@ pub fn doctor(settings: &Settings, json: bool) -> i32 {
 /// `ws-init wait-docker [--timeout S]`: exit 0 once the Docker API answers
 /// (at once when Docker is disabled), 1 with the last error at the timeout.
 pub fn wait_docker(settings: &Settings, timeout: Duration) -> i32 {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("ws-init: cannot start the event loop: {e}");
-            return 1;
-        }
-    };
+    let Some(rt) = runtime() else { return 1 };
     match rt.block_on(docker_api::wait_docker(settings, timeout)) {
         Ok(docker_api::WaitOutcome::Disabled) => 0,
         Ok(docker_api::WaitOutcome::Ready {

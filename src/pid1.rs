@@ -348,7 +348,7 @@ pub fn configure_child(cmd: &mut Command, run_as: Option<&RunAs>, foreground_tty
             // parent that used glibc's posix_spawn.
             for sig in 1..=64 {
                 if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    set_default_disposition(sig);
+                    set_signal_disposition(sig, libc::SIG_DFL);
                 }
             }
             let mut empty: libc::sigset_t = std::mem::zeroed();
@@ -380,10 +380,12 @@ struct KernelSigaction {
     mask: u64,
 }
 
-/// SIG_DFL for `sig` by `rt_sigaction` itself. Async-signal-safe.
-fn set_default_disposition(sig: i32) {
+/// Sets `sig`'s disposition (`SIG_DFL`, `SIG_IGN`) by `rt_sigaction` itself:
+/// the libc wrappers refuse the signals glibc and musl keep for themselves
+/// (32..=34). Async-signal-safe. Returns the system call's result (0 = done).
+pub fn set_signal_disposition(sig: i32, handler: libc::sighandler_t) -> i32 {
     let act = KernelSigaction {
-        handler: libc::SIG_DFL,
+        handler,
         flags: 0,
         restorer: 0,
         mask: 0,
@@ -396,7 +398,7 @@ fn set_default_disposition(sig: i32) {
             &act as *const KernelSigaction,
             std::ptr::null_mut::<KernelSigaction>(),
             std::mem::size_of::<u64>(),
-        );
+        ) as i32
     }
 }
 

@@ -565,36 +565,6 @@ fn bad_configuration_is_refused_before_anything_runs() {
 
 // ---------------------------------------------------------------- child state
 
-/// Sets the disposition of `sig` with the raw system call: the libc
-/// wrappers refuse the signals glibc and musl keep for themselves (32, 33).
-/// Async-signal-safe.
-fn raw_set_disposition(sig: i32, handler: libc::sighandler_t) -> i32 {
-    // The kernel's struct sigaction on x86_64/aarch64.
-    #[repr(C)]
-    struct KernelSigaction {
-        handler: libc::sighandler_t,
-        flags: libc::c_ulong,
-        restorer: usize,
-        mask: u64,
-    }
-    let act = KernelSigaction {
-        handler,
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    };
-    // SAFETY: a valid struct for the duration of the call; no old action.
-    unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigaction,
-            sig,
-            &act as *const KernelSigaction,
-            std::ptr::null_mut::<KernelSigaction>(),
-            8usize,
-        ) as i32
-    }
-}
-
 /// Starts ws-init as PID 1 running `cat /proc/self/status` from a parent
 /// whose signal state is first made clean (every disposition default, empty
 /// mask), then given `ignore`d and `block`ed signals, which ws-init inherits
@@ -615,11 +585,11 @@ fn main_signal_state(ignore: Vec<i32>, block: Vec<i32>) -> (String, String) {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
             for sig in 1..=64 {
                 if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    raw_set_disposition(sig, libc::SIG_DFL);
+                    ws_init::pid1::set_signal_disposition(sig, libc::SIG_DFL);
                 }
             }
             for &sig in &ignore {
-                if raw_set_disposition(sig, libc::SIG_IGN) != 0 {
+                if ws_init::pid1::set_signal_disposition(sig, libc::SIG_IGN) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
