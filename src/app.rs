@@ -10,7 +10,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Settings;
 use crate::dockerd::{DockerdHandle, DockerdSpec, Supervisor};
-use crate::exit::{spawn_error_code, ChildExit};
+use crate::exit::{spawn_error_code, ChildExit, EXIT_USAGE};
 use crate::pid1::{self, Child, Reaper, RunAs, SignalStreams};
 use crate::plan::DockerMode;
 use crate::{bringup, docker_api, user};
@@ -177,6 +177,13 @@ async fn workspace(args: Vec<OsString>, settings: Settings) -> i32 {
         }
     };
 
+    // A user that does not exist is a configuration error: refuse it before
+    // anything is started (resolved again below, after the group edits).
+    if let Err(msg) = resolve_run_as(&settings) {
+        error!("{msg}");
+        return EXIT_USAGE;
+    }
+
     let prepared = if settings.docker_enable_client {
         let (probe, plan) = bringup::probe_and_plan(&settings);
         Some(bringup::apply(
@@ -191,17 +198,26 @@ async fn workspace(args: Vec<OsString>, settings: Settings) -> i32 {
         .as_ref()
         .and_then(|p| start_docker(&reaper, p, &settings));
     if settings.docker_wait && prepared.as_ref().is_some_and(|p| p.plan.mode.works()) {
-        tokio::select! {
-            r = docker_api::wait_docker(&settings, DOCKER_WAIT_LIMIT) => match r {
-                Ok(_) => info!("Docker answers: starting the main command (WS_DOCKER_WAIT)"),
-                Err(e) => warn!("Docker did not answer within {}s ({e}); starting the main command anyway", DOCKER_WAIT_LIMIT.as_secs()),
-            },
-            sig = signals.recv() => {
-                info!("{} received while waiting for Docker: stopping", sig.as_str());
-                let deadlines = StopDeadlines::from(Instant::now(), settings.stop_timeout);
-                stop_dockerd(dockerd.as_ref(), &deadlines).await;
-                shutdown(&reaper, &deadlines).await;
-                return 128 + sig as i32;
+        let ready = docker_api::wait_docker(&settings, DOCKER_WAIT_LIMIT);
+        tokio::pin!(ready);
+        loop {
+            tokio::select! {
+                r = &mut ready => {
+                    match r {
+                        Ok(_) => info!("Docker answers: starting the main command (WS_DOCKER_WAIT)"),
+                        Err(e) => warn!("Docker did not answer within {}s ({e}); starting the main command anyway", DOCKER_WAIT_LIMIT.as_secs()),
+                    }
+                    break;
+                }
+                sig = signals.recv() => {
+                    // No main command yet: only a stop request matters.
+                    if matches!(sig, Signal::SIGTERM | Signal::SIGINT) {
+                        info!("{} received while waiting for Docker: stopping", sig.as_str());
+                        let deadlines = StopDeadlines::from(Instant::now(), settings.stop_timeout);
+                        stop_everything(&reaper, dockerd.as_ref(), &deadlines).await;
+                        return 128 + sig as i32;
+                    }
+                }
             }
         }
     }
@@ -211,7 +227,9 @@ async fn workspace(args: Vec<OsString>, settings: Settings) -> i32 {
         Ok(r) => r,
         Err(msg) => {
             error!("{msg}");
-            return 1;
+            let deadlines = StopDeadlines::from(Instant::now(), settings.stop_timeout);
+            stop_everything(&reaper, dockerd.as_ref(), &deadlines).await;
+            return EXIT_USAGE;
         }
     };
 
@@ -227,11 +245,8 @@ async fn workspace(args: Vec<OsString>, settings: Settings) -> i32 {
         Err(e) => {
             let code = spawn_error_code(&e);
             error!("cannot run {program:?}: {e}");
-            shutdown(
-                &reaper,
-                &StopDeadlines::from(Instant::now(), settings.stop_timeout),
-            )
-            .await;
+            let deadlines = StopDeadlines::from(Instant::now(), settings.stop_timeout);
+            stop_everything(&reaper, dockerd.as_ref(), &deadlines).await;
             return code;
         }
     };
@@ -262,8 +277,7 @@ async fn workspace(args: Vec<OsString>, settings: Settings) -> i32 {
     info!("main command {exit}");
     let deadlines =
         stop.unwrap_or_else(|| StopDeadlines::from(Instant::now(), settings.stop_timeout));
-    stop_dockerd(dockerd.as_ref(), &deadlines).await;
-    shutdown(&reaper, &deadlines).await;
+    stop_everything(&reaper, dockerd.as_ref(), &deadlines).await;
     exit.exit_code()
 }
 
@@ -354,6 +368,17 @@ async fn stop_main(
             }
         }
     }
+}
+
+/// The ordered stop once the main command is gone (or never started):
+/// dockerd first, then everything left.
+async fn stop_everything(
+    reaper: &Reaper,
+    dockerd: Option<&DockerdHandle>,
+    deadlines: &StopDeadlines,
+) {
+    stop_dockerd(dockerd, deadlines).await;
+    shutdown(reaper, deadlines).await;
 }
 
 /// The ordered stop after the main command is gone: everything left gets

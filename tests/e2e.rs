@@ -401,6 +401,43 @@ fn disabled_runs_no_dockerd() {
     );
 }
 
+/// WS_DOCKER_WAIT holds the main command back until Docker answers: its very
+/// first `docker version`, as the workspace user, succeeds; a SIGHUP during
+/// the wait does not stop the workspace.
+#[test]
+fn docker_wait_starts_the_main_command_once_docker_answers() {
+    let Some(e) = e2e() else { return };
+    let mut args: Vec<&str> = e.privileged.iter().map(String::as_str).collect();
+    args.extend_from_slice(&["-e", "WS_DOCKER_ENABLE_CLIENT=1", "-e", "WS_DOCKER_WAIT=1"]);
+    let ws = Container::start(
+        &unique("wait"),
+        &args,
+        &e.image,
+        &[
+            "sh",
+            "-c",
+            "docker version >/tmp/first.out 2>&1; echo $? >/tmp/first.rc; exec sleep infinity",
+        ],
+    );
+    let _ = docker(&["kill", "-s", "HUP", &ws.name], secs(30));
+    let rc = wait_for(secs(120), || {
+        let out = ws.exec(None, &["cat", "/tmp/first.rc"], secs(10));
+        out.ok().then(|| out.stdout.trim().to_string())
+    });
+    let first = ws.exec(None, &["cat", "/tmp/first.out"], secs(10));
+    ws.check(
+        rc.as_deref() == Some("0"),
+        &format!(
+            "the main command's first docker call failed (rc {rc:?}):\n{}",
+            first.stdout
+        ),
+    );
+    ws.check(
+        ws.inspect("{{.State.Running}}") == "true",
+        "the workspace stopped (SIGHUP during the wait must not stop it)",
+    );
+}
+
 /// An invalid WS_DOCKER_ENABLE_CLIENT stops the container quickly with a message naming it.
 #[test]
 fn invalid_enable_value_fails_fast() {
