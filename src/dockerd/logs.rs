@@ -69,11 +69,13 @@ pub enum Severity {
 
 /// Warnings dockerd 20.10 prints on every start inside a container that say
 /// nothing actionable; they stay in the log file so stderr shows what matters.
-pub const BENIGN_WARNINGS: [&str; 4] = [
+pub const BENIGN_WARNINGS: [&str; 5] = [
     "containerd config version `1` has been deprecated",
     "devmapper not configured",
     "Your kernel does not support cgroup blkio weight",
     "cleanup warnings",
+    // Printed each time a container ends (its shim exits): routine, not a fault.
+    "cleaning up after shim disconnected",
 ];
 
 impl Parsed {

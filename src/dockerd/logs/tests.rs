@@ -267,6 +267,7 @@ fn known_benign_start_warnings_stay_in_the_file_but_errors_never_do() {
         r#"time="2026-11-22T21:17:10Z" level=warning msg="containerd config version `1` has been deprecated and will be removed in containerd v2.0, please switch to version `2`""#,
         r#"time="2026-11-22T21:17:10.1Z" level=warning msg="failed to load plugin io.containerd.snapshotter.v1.devmapper" error="devmapper not configured""#,
         r#"time="2026-11-22T21:17:11.2Z" level=warning msg="Your kernel does not support cgroup blkio weight_device""#,
+        r#"time="2026-11-22T22:24:03Z" level=warning msg="cleaning up after shim disconnected" id=f472134e namespace=moby"#,
     ] {
         assert_eq!(parse_line(line).severity(), None, "{line}");
     }
