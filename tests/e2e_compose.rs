@@ -3,22 +3,23 @@
 //! checks what a user would check, and removes the project with its volumes in a Drop guard.
 //!
 //! Environment:
-//! - `WS_E2E_IMAGE`: the workspace image to use (default `ws-init/workspace:dev`); it must
-//!   exist already (image/build.sh TAG builds it).
+//! - `WS_E2E_IMAGE`: the workspace image to use, as in tests/e2e.rs (built when missing).
 //! - `WS_E2E_SKIP=1`: skip (machines without Docker).
 //!
 //! Engines that refuse `--privileged` ("unable to apply caps") get the near-privileged
 //! override file of each example instead.
 
-use std::io::Read;
+#[allow(dead_code)]
+#[path = "e2e/support.rs"]
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-const DEFAULT_IMAGE: &str = "ws-init/workspace:dev";
+use support::{run, Out};
 
 /// `up -d` waits for the daemon's HEALTHCHECK (start period 60 s, then 3 tries 10 s apart).
 const UP_TIMEOUT: Duration = Duration::from_secs(300);
@@ -27,164 +28,26 @@ const READY_TIMEOUT: Duration = Duration::from_secs(120);
 const DOWN_TIMEOUT: Duration = Duration::from_secs(120);
 const CMD_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// What a bounded command did.
-struct Outcome {
-    /// `None` when it was killed at the timeout or could not be started.
-    status: Option<ExitStatus>,
-    stdout: String,
-    stderr: String,
-    what: String,
-}
-
-impl Outcome {
-    fn ok(&self) -> bool {
-        self.status.is_some_and(|s| s.success())
-    }
-
-    fn describe(&self) -> String {
-        let status = match self.status {
-            Some(s) => s.to_string(),
-            None => "did not finish (timeout or not started)".to_string(),
-        };
-        format!(
-            "`{}`: {status}\n--- stdout\n{}\n--- stderr\n{}",
-            self.what,
-            self.stdout.trim_end(),
-            self.stderr.trim_end()
-        )
-    }
-}
-
-/// Runs `cmd` with stdin closed and kills it when it outlives `timeout`.
-fn run(cmd: &mut Command, timeout: Duration) -> Outcome {
-    let what = format!("{cmd:?}");
-    let mut child = match cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            return Outcome {
-                status: None,
-                stdout: String::new(),
-                stderr: format!("cannot start: {e}"),
-                what,
-            }
-        }
-    };
-    // Read both pipes on threads so a chatty command cannot block on a full pipe.
-    let mut out = child.stdout.take().expect("stdout is piped");
-    let mut err = child.stderr.take().expect("stderr is piped");
-    let out_reader = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_reader = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => thread::sleep(Duration::from_millis(100)),
-            Err(_) => break None,
-        }
-    };
-    let stdout = out_reader.join().unwrap_or_default();
-    let mut stderr = err_reader.join().unwrap_or_default();
-    if status.is_none() {
-        stderr.push_str(&format!("\n(killed after {timeout:?})"));
-    }
-    Outcome {
-        status,
-        stdout,
-        stderr,
-        what,
-    }
-}
-
 /// What every test needs: the image, and whether `privileged: true` works on this engine.
 struct Env {
     image: String,
     privileged_works: bool,
 }
 
-static ENV: OnceLock<Result<Env, String>> = OnceLock::new();
-
-/// `None` when the run asked to skip. Panics when Docker, docker-compose or the image are
-/// missing: a machine that cannot run these tests must not look green.
-fn env() -> Option<&'static Env> {
-    if std::env::var("WS_E2E_SKIP").as_deref() == Ok("1") {
-        eprintln!("skipping the Compose end-to-end test: WS_E2E_SKIP=1 is set");
-        return None;
-    }
-    match ENV.get_or_init(probe_env) {
-        Ok(e) => Some(e),
-        Err(msg) => panic!("Compose end-to-end setup failed: {msg}"),
-    }
-}
-
-fn probe_env() -> Result<Env, String> {
+/// The shared end-to-end setup (image built once, privilege flags detected once), plus
+/// docker-compose itself. `None` when the run asked to skip (WS_E2E_SKIP=1).
+fn env() -> Option<Env> {
+    let e = support::e2e()?;
     let compose = run(Command::new("docker-compose").arg("version"), CMD_TIMEOUT);
-    if !compose.ok() {
-        return Err(format!(
-            "docker-compose (v1) is needed: apt-get install docker-compose\n{}",
-            compose.describe()
-        ));
-    }
-    let image = std::env::var("WS_E2E_IMAGE")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| DEFAULT_IMAGE.to_string());
-    let inspect = run(
-        Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", &image]),
-        CMD_TIMEOUT,
+    assert!(
+        compose.ok(),
+        "docker-compose (v1) is needed: apt-get install docker-compose\n{}",
+        compose.describe()
     );
-    if !inspect.ok() {
-        return Err(format!(
-            "image {image} not found: build it with `bash image/build.sh {image}` (or set \
-             WS_E2E_IMAGE to an image that exists)\n{}",
-            inspect.describe()
-        ));
-    }
-    // Some engines refuse --privileged ("unable to apply caps"); the examples ship an
-    // override with the equivalent flags for them.
-    let probe = run(
-        Command::new("docker").args([
-            "run",
-            "--rm",
-            "--privileged",
-            "--entrypoint",
-            "/bin/true",
-            &image,
-        ]),
-        Duration::from_secs(60),
-    );
-    let privileged_works = probe.ok();
-    if !privileged_works {
-        let why = if probe.stderr.contains("unable to apply caps") {
-            "the engine cannot apply the full capability set"
-        } else {
-            "unexpected failure"
-        };
-        eprintln!(
-            "--privileged does not work here ({why}): using the near-privileged overrides\n{}",
-            probe.describe()
-        );
-    }
-    Ok(Env {
-        image,
-        privileged_works,
+    Some(Env {
+        image: e.image.clone(),
+        // The examples say `privileged: true`; engines that refuse it get the override.
+        privileged_works: e.privileged == ["--privileged"],
     })
 }
 
@@ -256,7 +119,7 @@ impl Project {
     }
 
     /// `docker-compose exec -T -u USER SERVICE sh -c SCRIPT`, bounded.
-    fn exec(&self, user: &str, service: &str, script: &str) -> Outcome {
+    fn exec(&self, user: &str, service: &str, script: &str) -> Out {
         run(
             self.compose()
                 .args(["exec", "-T", "-u", user, service, "sh", "-c", script]),
@@ -265,7 +128,7 @@ impl Project {
     }
 
     /// Retries `script` until it succeeds or READY_TIMEOUT passes; returns the last try.
-    fn exec_until_ok(&self, user: &str, service: &str, script: &str) -> Outcome {
+    fn exec_until_ok(&self, user: &str, service: &str, script: &str) -> Out {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             let out = self.exec(user, service, script);
@@ -308,7 +171,7 @@ impl Drop for Project {
 fn compose_tls_client_uses_daemon_over_mutual_tls() {
     let Some(env) = env() else { return };
     let project = Project::new(
-        env,
+        &env,
         "tls",
         "compose.tls.yaml",
         "compose.tls.near-privileged.yaml",
@@ -389,7 +252,7 @@ fn compose_tls_client_uses_daemon_over_mutual_tls() {
 #[test]
 fn compose_workspace_user_runs_docker() {
     let Some(env) = env() else { return };
-    let project = Project::new(env, "ws", "compose.yaml", "compose.near-privileged.yaml");
+    let project = Project::new(&env, "ws", "compose.yaml", "compose.near-privileged.yaml");
     project.up();
 
     let version = project.exec_until_ok(
