@@ -231,6 +231,7 @@ fn evacuates_processes_into_init() {
     if !is_root() {
         return;
     }
+    let _root = CGROUP_ROOT.lock().unwrap_or_else(|e| e.into_inner());
     let Some(parent) = cgroup2_mount() else {
         eprintln!("SKIP: no cgroup2 mounted");
         return;
@@ -250,11 +251,17 @@ fn evacuates_processes_into_init() {
     assert_eq!(again.attempts, 1);
 }
 
+/// The cgroup tests share the hierarchy's root: while one hands a controller
+/// down from the root, the other's evacuation would enable it in its own
+/// cgroup and the root could not take it back (EBUSY, seen in CI). One at a time.
+static CGROUP_ROOT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn enables_controllers_that_were_busy() {
     if !is_root() {
         return;
     }
+    let _root = CGROUP_ROOT.lock().unwrap_or_else(|e| e.into_inner());
     let Some(parent) = cgroup2_mount() else {
         eprintln!("SKIP: no cgroup2 mounted");
         return;
