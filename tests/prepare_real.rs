@@ -226,14 +226,30 @@ impl Drop for TestCgroup {
     }
 }
 
+/// The cgroup tests share the hierarchy's root: while one hands a controller
+/// down from the root, the other's evacuation would enable it in its own
+/// cgroup and the root could not take it back (EBUSY, seen in CI). One at a time.
+static CGROUP_ROOT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The cgroup2 mount to test under, held for this test alone; `None` (with
+/// the reason printed) when not root or no cgroup2 is mounted.
+fn cgroup_test_root() -> Option<(std::sync::MutexGuard<'static, ()>, PathBuf)> {
+    if !is_root() {
+        return None;
+    }
+    let guard = CGROUP_ROOT.lock().unwrap_or_else(|e| e.into_inner());
+    match cgroup2_mount() {
+        Some(parent) => Some((guard, parent)),
+        None => {
+            eprintln!("SKIP: no cgroup2 mounted");
+            None
+        }
+    }
+}
+
 #[test]
 fn evacuates_processes_into_init() {
-    if !is_root() {
-        return;
-    }
-    let _root = CGROUP_ROOT.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(parent) = cgroup2_mount() else {
-        eprintln!("SKIP: no cgroup2 mounted");
+    let Some((_root, parent)) = cgroup_test_root() else {
         return;
     };
     let cg = TestCgroup::new(&parent, "move");
@@ -251,19 +267,9 @@ fn evacuates_processes_into_init() {
     assert_eq!(again.attempts, 1);
 }
 
-/// The cgroup tests share the hierarchy's root: while one hands a controller
-/// down from the root, the other's evacuation would enable it in its own
-/// cgroup and the root could not take it back (EBUSY, seen in CI). One at a time.
-static CGROUP_ROOT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 #[test]
 fn enables_controllers_that_were_busy() {
-    if !is_root() {
-        return;
-    }
-    let _root = CGROUP_ROOT.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(parent) = cgroup2_mount() else {
-        eprintln!("SKIP: no cgroup2 mounted");
+    let Some((_root, parent)) = cgroup_test_root() else {
         return;
     };
     let read = |p: &Path| std::fs::read_to_string(p).unwrap();
