@@ -8,6 +8,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use super::mountinfo::MountInfo;
+use crate::docker_api::http::parse_response;
 
 pub const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -60,7 +61,7 @@ pub enum PingError {
         timeout: Duration,
         source: std::io::Error,
     },
-    #[error("{path} answered, but not like the Docker API (status line {status:?})")]
+    #[error("{path} answered, but not like the Docker API ({status})")]
     NotDocker { path: PathBuf, status: String },
 }
 
@@ -83,18 +84,17 @@ pub fn ping_unix(path: &Path, timeout: Duration) -> Result<(), PingError> {
     let mut buf = Vec::new();
     // HTTP/1.0: the server closes after the response; the answer is tiny, cap it anyway.
     s.take(64 * 1024).read_to_end(&mut buf).map_err(io)?;
-    let text = String::from_utf8_lossy(&buf);
-    let status = text.lines().next().unwrap_or("").to_string();
-    let mut parts = status.split_whitespace();
-    let ok = parts.next().is_some_and(|v| v.starts_with("HTTP/1.")) && parts.next() == Some("200");
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    if ok && body.trim() == "OK" {
-        Ok(())
-    } else {
-        Err(PingError::NotDocker {
+    // The same response parser as the async client (status, length, chunked).
+    match parse_response(&buf, true) {
+        Ok(Some(r)) if r.status == 200 && r.body.trim() == "OK" => Ok(()),
+        other => Err(PingError::NotDocker {
             path: path.to_path_buf(),
-            status,
-        })
+            status: match other {
+                Ok(Some(r)) => format!("{} {:?}", r.status, r.body),
+                Ok(None) => "incomplete".to_string(),
+                Err(e) => e.to_string(),
+            },
+        }),
     }
 }
 
