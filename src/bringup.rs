@@ -144,8 +144,8 @@ pub fn step_name(step: &Step) -> &'static str {
 /// Carries out one step; `Ok` describes what was done.
 fn apply_step(step: &Step, user_name: Option<&str>) -> Result<String, String> {
     match step {
-        Step::RemoveStalePidFiles { .. } => {
-            let removed = remove_stale_pid_files()?;
+        Step::RemoveStalePidFiles { files } => {
+            let removed = prepare::remove_pid_files(files).map_err(|e| e.to_string())?;
             Ok(format!("removed {removed:?}"))
         }
         Step::MountSecurityfs => prepare::mount_securityfs(
@@ -242,11 +242,16 @@ fn apply_step(step: &Step, user_name: Option<&str>) -> Result<String, String> {
     }
 }
 
-/// Deletes `docker*.pid` under /run and /var/run, as upstream does. Kept
-/// separate so the dockerd supervisor can call it before each restart.
+/// Deletes the stale `docker*.pid` files under /run and /var/run, found the
+/// way the startup probe finds them: the dockerd supervisor calls it before
+/// each restart, when the crashed daemon's file is left behind.
 pub fn remove_stale_pid_files() -> Result<Vec<std::path::PathBuf>, String> {
-    prepare::remove_stale_pid_files(&[Path::new("/run"), Path::new("/var/run")])
-        .map_err(|e| e.to_string())
+    let stale: Vec<_> = probe::find_pid_files(Path::new("/"))
+        .into_iter()
+        .filter(probe::PidFile::is_stale)
+        .map(|f| f.path)
+        .collect();
+    prepare::remove_pid_files(&stale).map_err(|e| e.to_string())
 }
 
 /// `/etc/hostname`, else the kernel's.

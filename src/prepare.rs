@@ -21,7 +21,7 @@ pub use mounts::{
     make_root_rshared, make_rshared, mount_securityfs, remount_cgroup_v1_rw, remount_rw,
     RemountReport, SecurityfsOutcome,
 };
-pub use pidfiles::remove_stale_pid_files;
+pub use pidfiles::remove_pid_files;
 
 /// Why a preparation step failed; each message names the cause and the fix.
 #[derive(Debug, thiserror::Error)]
