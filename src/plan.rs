@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::{Settings, TlsSetting};
+use crate::docker_api::Endpoint;
 use crate::probe::caps::{CAP_NET_ADMIN, CAP_SYS_ADMIN};
 use crate::probe::{CapLevel, CgroupLayout, IptablesTool, SystemProbe, DOCKER_SOCKET};
 
@@ -161,18 +162,12 @@ pub const SUGGEST_SOCKET: &str =
 pub const SUGGEST_REMOTE: &str =
     "use a remote engine: -e DOCKER_HOST=tcp://HOST:2376 with TLS client certificates, or -e DOCKER_HOST=ssh://USER@HOST";
 
-fn tcp_port(host: &str) -> Option<u16> {
-    let rest = host.strip_prefix("tcp://")?;
-    let hostport = rest.split('/').next()?;
-    hostport.rsplit_once(':')?.1.parse().ok()
-}
-
 fn remote_kind(host: &str, tls_verify: bool) -> RemoteKind {
     if host.starts_with("tcp://") {
-        if tls_verify || tcp_port(host) == Some(2376) {
-            RemoteKind::TcpTls
-        } else {
-            RemoteKind::Tcp
+        // The readiness client's parser decides TLS (DOCKER_TLS_VERIFY or port 2376).
+        match Endpoint::from_docker_host_tls(Some(host), tls_verify.then_some("1")) {
+            Ok(Endpoint::Tcp { tls: true, .. }) => RemoteKind::TcpTls,
+            _ => RemoteKind::Tcp,
         }
     } else if host.starts_with("ssh://") {
         RemoteKind::Ssh
