@@ -127,7 +127,11 @@ fn comm_of(root: &Path, pid: i32) -> Option<String> {
 }
 
 /// `docker*.pid` files under /run and /var/run, like upstream's
-/// `find /run /var/run -iname 'docker*.pid'` (depth-bounded; a /var/run symlink is not followed twice).
+/// `find /run /var/run -iname 'docker*.pid'` (depth-bounded; a /var/run symlink is not followed twice),
+/// plus dockerd's `containerd.pid`, which upstream leaves: after `docker kill` and
+/// `docker start` its old pid can belong to a `docker exec` or healthcheck in the
+/// new container, and dockerd then waits for a containerd that is not there and
+/// exits ("timeout waiting for containerd to start", seen in the e2e restart test).
 pub fn find_pid_files(root: &Path) -> Vec<PidFile> {
     fn walk(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) {
         let Ok(rd) = std::fs::read_dir(dir) else {
@@ -138,7 +142,10 @@ pub fn find_pid_files(root: &Path) -> Vec<PidFile> {
             let name = e.file_name().to_string_lossy().to_ascii_lowercase();
             if ft.is_dir() && depth < 4 {
                 walk(&e.path(), depth + 1, out);
-            } else if ft.is_file() && name.starts_with("docker") && name.ends_with(".pid") {
+            } else if ft.is_file()
+                && ((name.starts_with("docker") && name.ends_with(".pid"))
+                    || name == "containerd.pid")
+            {
                 out.push(e.path());
             }
         }
@@ -307,7 +314,11 @@ mod tests {
         std::os::unix::fs::symlink("/run", r.join("var/run")).unwrap();
         std::fs::write(r.join("run/docker.pid"), "4242\n").unwrap();
         std::fs::write(r.join("run/docker/containerd/Docker-containerd.PID"), "x").unwrap();
+        std::fs::write(r.join("run/docker/containerd/containerd.pid"), "15").unwrap();
         std::fs::write(r.join("run/other.pid"), "1").unwrap();
+        // pid 15 is alive, but as a `docker exec`, not containerd.
+        std::fs::create_dir_all(r.join("proc/15")).unwrap();
+        std::fs::write(r.join("proc/15/comm"), "ws-init\n").unwrap();
         let mut f = find_pid_files(r);
         f.sort_by(|a, b| a.path.cmp(&b.path));
         let paths: Vec<_> = f.iter().map(|p| p.path.clone()).collect();
@@ -315,14 +326,21 @@ mod tests {
             paths,
             [
                 PathBuf::from("/run/docker/containerd/Docker-containerd.PID"),
+                PathBuf::from("/run/docker/containerd/containerd.pid"),
                 PathBuf::from("/run/docker.pid")
             ]
         );
-        assert_eq!((f[0].pid, f[1].pid), (None, Some(4242)));
+        assert_eq!((f[0].pid, f[1].pid, f[2].pid), (None, Some(15), Some(4242)));
+        assert_eq!(f[1].running.as_deref(), Some("ws-init"));
         assert!(
             f.iter().all(PidFile::is_stale),
-            "no such processes in the fake /proc"
+            "no dockerd or containerd behind any of them"
         );
+        // A live containerd keeps its file (dockerd reattaches to it).
+        std::fs::write(r.join("proc/15/comm"), "containerd\n").unwrap();
+        let live = find_pid_files(r);
+        let c = live.iter().find(|p| p.pid == Some(15)).unwrap();
+        assert!(!c.is_stale());
     }
 
     #[test]

@@ -497,8 +497,9 @@ fn enabled_without_privilege_keeps_running_and_explains() {
     );
 }
 
-/// `docker kill` + `docker start` (stale pid files) and `docker restart` bring Docker back,
-/// with the images kept on the volume.
+/// `docker kill` + `docker start` (stale pid files, a containerd.pid naming a live
+/// non-containerd process) and `docker restart` bring Docker back, with the images kept
+/// on the volume.
 #[test]
 fn restart_recovers_docker_and_keeps_images() {
     let Some(e) = e2e() else { return };
@@ -509,6 +510,20 @@ fn restart_recovers_docker_and_keeps_images() {
     ws.import_busybox("bb");
 
     docker_ok(&["kill", &ws.name], secs(60));
+    // After a kill, the old containerd pid may belong to anything in the new
+    // container (a `docker exec`, the healthcheck); dockerd then waits for a
+    // containerd that is not there. Make it certain: pid 1 is always alive.
+    let pidfile = std::env::temp_dir().join(format!("{}-containerd.pid", ws.name));
+    std::fs::write(&pidfile, "1").unwrap();
+    docker_ok(
+        &[
+            "cp",
+            &pidfile.to_string_lossy(),
+            &format!("{}:/run/docker/containerd/containerd.pid", ws.name),
+        ],
+        secs(60),
+    );
+    let _ = std::fs::remove_file(&pidfile);
     docker_ok(&["start", &ws.name], secs(60));
     ws.wait_docker(90);
     ws.exec_ok(

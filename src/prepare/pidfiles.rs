@@ -2,8 +2,8 @@
 //! finds its old pid file and refuses to start.
 //!
 //! Which files are stale is the probe's and the plan's business (upstream's
-//! `find /run /var/run -iname 'docker*.pid'`, minus files of a live
-//! dockerd/containerd); this only deletes the files it is given.
+//! `find /run /var/run -iname 'docker*.pid'` plus dockerd's `containerd.pid`,
+//! minus files of a live dockerd/containerd); this only deletes the files it is given.
 
 use std::path::PathBuf;
 
