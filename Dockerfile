@@ -1,8 +1,10 @@
 # Workspace image whose PID 1 is ws-init. Build with image/build.sh (it builds the static
 # ws-init first and sends a tiny context: this file, .dockerignore, the binary).
 #   docker run -d --privileged -e WS_DOCKER_ENABLE_CLIENT=1 ws-init/workspace:dev
-ARG BASE_IMAGE=debian:bookworm-slim
+ARG BASE_IMAGE=debian:trixie-slim
 FROM ${BASE_IMAGE}
+# Extra apt options for this suite (image/build.sh sets them, e.g. for sid's expired Release).
+ARG APT_OPTS=""
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
@@ -11,6 +13,8 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # The docker group gets GID 999 (design §4) before docker.io's postinst would create it with
 # whatever system GID is free. policy-rc.d keeps maintainer scripts from starting services
 # during the build (there is no init here; ws-init starts dockerd at run time).
+# From trixie on the CLI and the buildx plugin are packages of their own (installed when the
+# suite has them); docker-compose is the v2 CLI plugin from trixie on, v1 on bookworm.
 # hadolint ignore=DL3008
 RUN set -eux; \
     if getent group 999 >/dev/null; then echo "GID 999 is taken: $(getent group 999)" >&2; exit 1; fi; \
@@ -19,9 +23,13 @@ RUN set -eux; \
         --uid 1000 --user-group --groups docker workspace; \
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; \
     chmod 0755 /usr/sbin/policy-rc.d; \
-    apt-get update; \
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        apparmor bash ca-certificates docker-compose docker.io iptables less procps; \
+    apt-get $APT_OPTS update; \
+    extra=""; \
+    for p in docker-cli docker-buildx; do \
+        if apt-cache show "$p" >/dev/null 2>&1; then extra="$extra $p"; fi; \
+    done; \
+    DEBIAN_FRONTEND=noninteractive apt-get $APT_OPTS install -y --no-install-recommends \
+        apparmor bash ca-certificates docker-compose docker.io iptables less procps $extra; \
     rm -f /usr/sbin/policy-rc.d; \
     apt-get clean; \
     rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /var/log/apt/* /var/log/dpkg.log; \

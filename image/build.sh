@@ -5,8 +5,9 @@
 #   image/build.sh [TAG]        default TAG: ws-init/workspace:dev
 #
 # Environment:
-#   BASE_IMAGE        base image to build FROM (default debian:bookworm-slim)
-#   WS_BASE_SUITE     Debian suite for a locally made base (default bookworm)
+#   WS_BASE_SUITE     Debian suite: trixie (default), bookworm or sid
+#   BASE_IMAGE        base image to build FROM (default debian:SUITE-slim; its tag names the
+#                     suite when WS_BASE_SUITE is not set)
 #   WS_PULL_TIMEOUT   seconds to wait for `docker pull` of BASE_IMAGE (default 30)
 #   DOCKER_BUILDKIT   builder for the final build (default 0: the legacy builder works everywhere)
 #
@@ -17,8 +18,18 @@ shopt -s inherit_errexit
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 TAG=${1:-ws-init/workspace:dev}
-BASE_IMAGE=${BASE_IMAGE:-debian:bookworm-slim}
-SUITE=${WS_BASE_SUITE:-bookworm}
+# The suite: WS_BASE_SUITE, else the tag of a debian:SUITE[-slim] BASE_IMAGE, else trixie.
+if [[ -n ${WS_BASE_SUITE:-} ]]; then
+  SUITE=$WS_BASE_SUITE
+elif [[ ${BASE_IMAGE:-} =~ ^debian:([a-z]+)(-slim)?$ ]]; then
+  SUITE=${BASH_REMATCH[1]}
+else
+  SUITE=trixie
+fi
+BASE_IMAGE=${BASE_IMAGE:-debian:${SUITE}-slim}
+# sid's Release file on a snapshot mirror can be past its Valid-Until date.
+APT_OPTS=""
+[[ $SUITE != sid && $SUITE != unstable ]] || APT_OPTS="-o Acquire::Check-Valid-Until=false"
 LOCAL_BASE=ws-init/debian-base:${SUITE}
 CACHE_DIR=${XDG_CACHE_HOME:-$HOME/.cache}/ws-init
 PULL_TIMEOUT=${WS_PULL_TIMEOUT:-30}
@@ -87,25 +98,27 @@ build_ws_init() {
   BIN=$bin
 }
 
-# The mirror apt on this host uses for $SUITE: the first URIs: of a deb822 stanza whose Suites:
-# contain $SUITE, else the first matching one-line entry, else Debian's default mirror.
+# The Debian mirror this host's apt uses, whatever suite is wanted (the host may list only its
+# own suite): the URIs: of the first deb822 stanza for Debian's main archive (not -security),
+# else the first one-line `deb` entry of the same. Nothing is written into the repository.
 debian_mirror() {
   local uri=""
   if [[ -r /etc/apt/sources.list.d/debian.sources ]]; then
-    uri=$(awk -v suite="$SUITE" '
-      function flush() { if (uris != "" && hit && !done) { print uris; done = 1 } uris = ""; hit = 0 }
+    uri=$(awk '
+      function flush() { if (uris != "" && main && !done) { print uris; done = 1 } uris = ""; main = 0 }
       /^[ \t]*#/ { next }
       /^[ \t]*$/ { flush(); next }
       tolower($1) == "uris:" && uris == "" { uris = $2 }
-      tolower($1) == "suites:" { for (i = 2; i <= NF; i++) if ($i == suite) hit = 1 }
+      tolower($1) == "suites:" { for (i = 2; i <= NF; i++) if ($i !~ /-security$/) main = 1 }
       END { flush() }' /etc/apt/sources.list.d/debian.sources)
   fi
   if [[ -z $uri && -r /etc/apt/sources.list ]]; then
-    uri=$(awk -v suite="$SUITE" '
+    uri=$(awk '
       $1 == "deb" { i = 2; if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
-                    if ($(i + 1) == suite) { print $i; exit } }' /etc/apt/sources.list)
+                    if ($(i + 1) !~ /-security$/) { print $i; exit } }' /etc/apt/sources.list)
   fi
-  printf '%s\n' "${uri:-http://deb.debian.org/debian}"
+  [[ -n $uri ]] || die "no Debian mirror found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list: add your Debian source there (or set BASE_IMAGE to a local image)"
+  printf '%s\n' "$uri"
 }
 
 debootstrap_base() {
@@ -122,8 +135,13 @@ debootstrap_base() {
     debootstrap --variant=minbase "$SUITE" "$rootfs" "$mirror" >"$CACHE_DIR/debootstrap.log" 2>&1 \
       || { tail -n 30 "$CACHE_DIR/debootstrap.log" >&2; die "debootstrap failed (log: $CACHE_DIR/debootstrap.log)"; }
     # apt inside the base uses the same mirror as the host (debootstrap wrote only $SUITE main).
-    printf 'deb %s %s main\ndeb %s %s-updates main\n' "$mirror" "$SUITE" "$mirror" "$SUITE" \
-      >"$rootfs/etc/apt/sources.list"
+    if [[ -n $APT_OPTS ]]; then
+      printf 'deb %s %s main\n' "$mirror" "$SUITE" >"$rootfs/etc/apt/sources.list"
+      printf 'Acquire::Check-Valid-Until "false";\n' >"$rootfs/etc/apt/apt.conf.d/99ws-init-valid-until"
+    else
+      printf 'deb %s %s main\ndeb %s %s-updates main\n' "$mirror" "$SUITE" "$mirror" "$SUITE" \
+        >"$rootfs/etc/apt/sources.list"
+    fi
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/*.log
     tar --numeric-owner -C "$rootfs" -cf "$tarball.tmp" .
     mv "$tarball.tmp" "$tarball"
@@ -171,7 +189,7 @@ main() {
     mkdir -p "$ctx/image" && cp -a "$ROOT/image/rootfs" "$ctx/image/"
   fi
   phase "docker build ${TAG}" env DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}" \
-    docker build --build-arg BASE_IMAGE="$BASE" -t "$TAG" "$ctx" >&2
+    docker build --build-arg BASE_IMAGE="$BASE" --build-arg APT_OPTS="$APT_OPTS" -t "$TAG" "$ctx" >&2
   log "built ${TAG}"
 }
 
