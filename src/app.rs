@@ -321,6 +321,7 @@ fn start_docker(
             spec.args = plan.args.clone();
             spec.env = plan.env.clone();
             spec.stop_timeout = settings.stop_timeout;
+            spec.log_gid = settings.docker_gid;
             // Before every (re)start: a crashed dockerd leaves its pid file behind.
             spec.pre_start = Some(Box::new(|| {
                 if let Err(e) = bringup::remove_stale_pid_files() {
