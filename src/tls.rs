@@ -276,7 +276,10 @@ impl CertDir {
                 .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
                 .map_err(err),
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                tracing::debug!("{} is a link: its mode is left as it is", self.path(rel).display());
+                tracing::debug!(
+                    "{} is a link: its mode is left as it is",
+                    self.path(rel).display()
+                );
                 Ok(())
             }
             Err(e) => Err(err(e)),
@@ -295,7 +298,8 @@ impl CertDir {
             .iter()
             .find(|b| b.label == "CERTIFICATE")
             .ok_or_else(|| format!("{rel} holds no CERTIFICATE block"))?;
-        x509::parse(&block.der).ok_or_else(|| format!("{rel} is not a certificate ws-init can read"))
+        x509::parse(&block.der)
+            .ok_or_else(|| format!("{rel} is not a certificate ws-init can read"))
     }
 }
 
@@ -315,11 +319,16 @@ fn date(t: OffsetDateTime) -> String {
 /// Validity of `cert` at `now`, as problems.
 fn check_validity(rel: &str, cert: &x509::Cert, now: OffsetDateTime, p: &mut Problems) {
     if now > cert.not_after {
-        p.hard.push(format!("{rel} expired on {}", date(cert.not_after)));
+        p.hard
+            .push(format!("{rel} expired on {}", date(cert.not_after)));
     } else if now < cert.not_before {
-        p.hard.push(format!("{rel} is not valid before {}", date(cert.not_before)));
+        p.hard.push(format!(
+            "{rel} is not valid before {}",
+            date(cert.not_before)
+        ));
     } else if cert.not_after - now < Duration::days(RENEW_BEFORE_DAYS) {
-        p.soft.push(format!("{rel} expires on {}", date(cert.not_after)));
+        p.soft
+            .push(format!("{rel} expires on {}", date(cert.not_after)));
     }
 }
 
@@ -380,11 +389,13 @@ fn assess_generated(dir: &CertDir, sans: &[SanType], now: OffsetDateTime) -> Pro
         }
     }
     if !ca.is_ca || ca.signed_by(&ca) != x509::Verify::Valid {
-        p.hard.push("ca/cert.pem is not a CA certificate signed by ca/key.pem".into());
+        p.hard
+            .push("ca/cert.pem is not a CA certificate signed by ca/key.pem".into());
     }
     for (rel, cert) in [("server/cert.pem", &server), ("client/cert.pem", &client)] {
         if cert.signed_by(&ca) != x509::Verify::Valid {
-            p.hard.push(format!("{rel} is not signed by ca/cert.pem (broken chain)"));
+            p.hard
+                .push(format!("{rel} is not signed by ca/cert.pem (broken chain)"));
         }
     }
     for (rel, cert) in [
@@ -407,20 +418,18 @@ fn assess_generated(dir: &CertDir, sans: &[SanType], now: OffsetDateTime) -> Pro
 fn load_or_generate_key(dir: &CertDir, rel: &str, mode: u32) -> Result<(KeyPair, bool), TlsError> {
     match dir.read_bytes(rel) {
         Ok(b) if !b.is_empty() => {
-            let key = KeyPair::from_pem(&String::from_utf8_lossy(&b)).map_err(|e| {
-                TlsError::BadKey {
+            let key =
+                KeyPair::from_pem(&String::from_utf8_lossy(&b)).map_err(|e| TlsError::BadKey {
                     path: dir.path(rel),
                     detail: e.to_string(),
-                }
-            })?;
+                })?;
             return Ok((key, true));
         }
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) if e.kind() == io::ErrorKind::InvalidInput => tracing::warn!(
-            "{}: {e}; a new key replaces it",
-            dir.path(rel).display()
-        ),
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+            tracing::warn!("{}: {e}; a new key replaces it", dir.path(rel).display())
+        }
         Err(source) => {
             return Err(TlsError::Read {
                 path: dir.path(rel),
@@ -641,11 +650,17 @@ pub fn ensure_certificates(req: &TlsRequest, now: OffsetDateTime) -> Result<TlsO
         tracing::info!(
             "re-issuing the certificates in {}: {}",
             req.dir.display(),
-            why.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("; ")
+            why.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
         );
     }
     match issue(&dir, sans, now) {
-        Err(TlsError::Dir { dir: where_, source }) if found.hard.is_empty() => {
+        Err(TlsError::Dir {
+            dir: where_,
+            source,
+        }) if found.hard.is_empty() => {
             tracing::warn!(
                 "keeping the certificates in {} as they are: {}; they cannot be re-issued \
                  ({}: {source}); clients connecting by a missing name or address fail to verify \
@@ -661,7 +676,10 @@ pub fn ensure_certificates(req: &TlsRequest, now: OffsetDateTime) -> Result<TlsO
                 user_managed_ca: false,
             })
         }
-        Err(TlsError::Dir { dir: where_, source }) if !nothing_there => Err(TlsError::Unusable {
+        Err(TlsError::Dir {
+            dir: where_,
+            source,
+        }) if !nothing_there => Err(TlsError::Unusable {
             dir: req.dir.clone(),
             problems: found.hard.join("; "),
             cause: format!("{}: {source}", where_.display()),

@@ -42,14 +42,7 @@ fn private_mounts() {
 }
 
 fn bind_read_only(dir: &Path) {
-    mount(
-        Some(dir),
-        dir,
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .unwrap();
+    mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
     mount(
         None::<&str>,
         dir,
@@ -140,7 +133,10 @@ fn the_log_is_root_docker_0640_and_readable_by_the_docker_group() {
     let mut log = LogFile::open(&path, 1 << 20, 4242);
     log.write_line(b"level=error msg=\"the error users look for\"");
     let meta = std::fs::metadata(&path).unwrap();
-    assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o7777), (0, 4242, 0o640));
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+        (0, 4242, 0o640)
+    );
     let cat = |gid: &str| {
         Command::new("setpriv")
             .args(["--reuid", "1234", "--regid", gid, "--clear-groups", "cat"])
@@ -194,15 +190,23 @@ fn the_log_is_written_again_after_the_disk_was_full() {
     .unwrap();
     let (out, text) = out;
     assert!(text.starts_with("before\n"), "{text}");
-    assert!(text.ends_with("after the disk was freed\n"), "log not resumed: {text:.200}");
-    assert_eq!(out.matches("cannot write the dockerd log").count(), 1, "{out}");
+    assert!(
+        text.ends_with("after the disk was freed\n"),
+        "log not resumed: {text:.200}"
+    );
+    assert_eq!(
+        out.matches("cannot write the dockerd log").count(),
+        1,
+        "{out}"
+    );
     assert!(out.contains("is written again"), "{out}");
 }
 
 #[test]
 fn dockerd_output_cannot_forge_ws_init_log_lines() {
     let tmp = tempfile::tempdir().unwrap();
-    let forged = br#"time="t" level=error msg="x\n INFO main command exited with status 0\r\u001b[2J""#;
+    let forged =
+        br#"time="t" level=error msg="x\n INFO main command exited with status 0\r\u001b[2J""#;
     let plain = b"failed to start daemon: \x1b[31mred\x1b[0m";
     let out = captured(|| {
         let file = LogFile::open(&tmp.path().join("d.log"), 1 << 20, 999);
@@ -212,7 +216,10 @@ fn dockerd_output_cannot_forge_ws_init_log_lines() {
     });
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 2, "one line per dockerd line: {out:?}");
-    assert!(lines[0].contains(r"x\n INFO main command exited with status 0"), "{out}");
+    assert!(
+        lines[0].contains(r"x\n INFO main command exited with status 0"),
+        "{out}"
+    );
     assert!(!out.contains('\x1b') && !out.contains('\r'), "{out:?}");
     assert!(lines[1].contains(r"\u{1b}[31mred"), "{out}");
 }
@@ -247,12 +254,19 @@ fn a_link_in_a_user_owned_cert_dir_cannot_expose_the_ca_key() {
     let out = captured(|| {
         ensure_certificates(&request(&dir), OffsetDateTime::now_utc()).unwrap();
     });
-    assert_eq!(mode(&dir.join("ca/key.pem")), 0o600, "the CA key was chmodded");
+    assert_eq!(
+        mode(&dir.join("ca/key.pem")),
+        0o600,
+        "the CA key was chmodded"
+    );
     assert_eq!(std::fs::read(dir.join("ca/key.pem")).unwrap(), ca_key);
     let client_key = std::fs::symlink_metadata(dir.join("client/key.pem")).unwrap();
     assert!(client_key.is_file(), "the link was kept");
     assert_ne!(std::fs::read(dir.join("client/key.pem")).unwrap(), ca_key);
-    assert!(out.contains("client/key.pem") && out.contains("symbolic link"), "{out}");
+    assert!(
+        out.contains("client/key.pem") && out.contains("symbolic link"),
+        "{out}"
+    );
 
     // A linked sub-directory is refused, not followed.
     std::fs::rename(dir.join("server"), tmp.path().join("elsewhere")).unwrap();
@@ -260,9 +274,14 @@ fn a_link_in_a_user_owned_cert_dir_cannot_expose_the_ca_key() {
     let before = std::fs::read(tmp.path().join("elsewhere/cert.pem")).unwrap();
     let mut req = request(&dir);
     req.ips.push("10.0.0.9".parse().unwrap());
-    let e = ensure_certificates(&req, OffsetDateTime::now_utc()).unwrap_err().to_string();
+    let e = ensure_certificates(&req, OffsetDateTime::now_utc())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("server") && e.contains("not a directory"), "{e}");
-    assert_eq!(std::fs::read(tmp.path().join("elsewhere/cert.pem")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(tmp.path().join("elsewhere/cert.pem")).unwrap(),
+        before
+    );
 }
 
 #[test]
@@ -291,7 +310,12 @@ fn a_read_only_cert_dir_with_valid_certificates_is_used_as_it_is() {
             results = Some((kept, missing_san, unusable));
         });
         let (a, b, c) = results.unwrap();
-        (a.map_err(|e| e.to_string()), b.map_err(|e| e.to_string()), c.map_err(|e| e.to_string()), out)
+        (
+            a.map_err(|e| e.to_string()),
+            b.map_err(|e| e.to_string()),
+            c.map_err(|e| e.to_string()),
+            out,
+        )
     })
     .join()
     .unwrap();
@@ -300,7 +324,10 @@ fn a_read_only_cert_dir_with_valid_certificates_is_used_as_it_is() {
     assert!(out.contains("lacks the SAN IP:10.11.12.13"), "{out}");
     let e = unusable.unwrap_err();
     assert!(e.contains("expired on"), "{e}");
-    assert!(e.contains("Read-only file system") && e.contains("DOCKER_TLS_CERTDIR"), "{e}");
+    assert!(
+        e.contains("Read-only file system") && e.contains("DOCKER_TLS_CERTDIR"),
+        "{e}"
+    );
     assert!(e.contains(&expired.display().to_string()), "{e}");
 }
 
@@ -331,7 +358,11 @@ fn a_group_edit_after_a_crash_cleans_up_and_keeps_both_files_consistent() {
         "root:*::\nworkspace:!::\ndocker:!::workspace\n"
     );
     assert!(!leftover.exists() && !stale.exists(), "leftovers kept");
-    let names: Vec<_> = std::fs::read_dir(etc).unwrap().flatten().map(|e| e.file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(etc)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(names.len(), 2, "{names:?}");
 }
 
@@ -345,8 +376,14 @@ fn a_failed_group_write_names_its_real_cause() {
     std::fs::write(etc.join("group"), "root:x:0:\n").unwrap();
     let e = std::thread::spawn(move || {
         private_mounts();
-        mount(Some("tmpfs"), &etc, Some("tmpfs"), MsFlags::empty(), Some("size=4k,nr_inodes=3"))
-            .unwrap();
+        mount(
+            Some("tmpfs"),
+            &etc,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some("size=4k,nr_inodes=3"),
+        )
+        .unwrap();
         std::fs::write(etc.join("group"), "root:x:0:\n").unwrap();
         std::fs::write(etc.join("other"), "").unwrap();
         ws_init::user::update_groups(&etc.join("group"), &etc.join("gshadow"), |db| {
@@ -374,7 +411,10 @@ fn a_bad_tls_san_is_refused_at_start() {
         .env("DOCKER_TLS_SAN", "DNS:ok IP:999.1.1.1")
         .run(d.path());
     assert_eq!(o.code, Some(2), "{o:?}");
-    assert!(o.stderr.contains("DOCKER_TLS_SAN") && o.stderr.contains("IP:999.1.1.1"), "{o:?}");
+    assert!(
+        o.stderr.contains("DOCKER_TLS_SAN") && o.stderr.contains("IP:999.1.1.1"),
+        "{o:?}"
+    );
     assert!(!ran.exists(), "the command ran anyway");
 }
 
@@ -388,7 +428,11 @@ fn dockerd_is_never_taken_from_the_callers_path() {
         std::fs::write(&p, "#!/bin/sh\ntouch \"$0.ran\"\n").unwrap();
         std::fs::set_permissions(&p, PermissionsExt::from_mode(0o755)).unwrap();
     }
-    let path = format!("{}:{}", evil.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        evil.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let out = Command::new(common::ws_init())
         .args(["doctor", "--json"])
         .env("PATH", &path)
@@ -396,17 +440,30 @@ fn dockerd_is_never_taken_from_the_callers_path() {
         .output()
         .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(!evil.join("iptables.ran").exists(), "iptables from PATH was run");
+    assert!(
+        !evil.join("iptables.ran").exists(),
+        "iptables from PATH was run"
+    );
     let Some(cmd) = report["dockerd_command"].as_array() else {
-        return eprintln!("skipped: no inner dockerd planned here ({})", report["mode"]);
+        return eprintln!(
+            "skipped: no inner dockerd planned here ({})",
+            report["mode"]
+        );
     };
     let program = PathBuf::from(cmd[0].as_str().unwrap());
     assert!(program.is_absolute(), "{program:?}");
     assert!(!program.starts_with(&evil), "{program:?}");
     assert!(
-        ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-            .iter()
-            .any(|d| program.starts_with(d)),
+        [
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin"
+        ]
+        .iter()
+        .any(|d| program.starts_with(d)),
         "{program:?}"
     );
 }

@@ -226,8 +226,16 @@ fn valid_certificates_are_kept_and_reissued_with_the_same_keys_when_they_fall_sh
     // A server certificate from another CA (broken chain): re-issued.
     let tmp3 = tempfile::tempdir().unwrap();
     ensure_certificates(&request(tmp3.path()), OffsetDateTime::now_utc()).unwrap();
-    std::fs::copy(tmp3.path().join("server/cert.pem"), dir.join("server/cert.pem")).unwrap();
-    std::fs::copy(tmp3.path().join("server/key.pem"), dir.join("server/key.pem")).unwrap();
+    std::fs::copy(
+        tmp3.path().join("server/cert.pem"),
+        dir.join("server/cert.pem"),
+    )
+    .unwrap();
+    std::fs::copy(
+        tmp3.path().join("server/key.pem"),
+        dir.join("server/key.pem"),
+    )
+    .unwrap();
     let out = ensure_certificates(&req, OffsetDateTime::now_utc()).unwrap();
     assert!(out.generated, "{out:?}");
     let v = openssl(&[

@@ -171,8 +171,12 @@ pub fn parse(der: &[u8]) -> Option<Cert> {
                             .dns_names
                             .push(String::from_utf8_lossy(n.content).into_owned()),
                         0x87 => match n.content.len() {
-                            4 => c.ips.push(IpAddr::from(<[u8; 4]>::try_from(n.content).ok()?)),
-                            16 => c.ips.push(IpAddr::from(<[u8; 16]>::try_from(n.content).ok()?)),
+                            4 => c
+                                .ips
+                                .push(IpAddr::from(<[u8; 4]>::try_from(n.content).ok()?)),
+                            16 => c
+                                .ips
+                                .push(IpAddr::from(<[u8; 16]>::try_from(n.content).ok()?)),
                             _ => return None,
                         },
                         _ => {}
@@ -273,13 +277,19 @@ mod tests {
         assert_eq!(leaf.dns_names, ["docker"]);
         assert_eq!(
             leaf.ips,
-            ["10.1.2.3".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()]
+            [
+                "10.1.2.3".parse::<IpAddr>().unwrap(),
+                "::1".parse().unwrap()
+            ]
         );
         assert_eq!(leaf.signed_by(&ca), Verify::Valid);
         assert_eq!(ca.signed_by(&ca), Verify::Valid);
         // Signed by another key: refused.
         assert_eq!(leaf.signed_by(&leaf), Verify::Invalid);
-        assert!(leaf.spki.windows(65).any(|w| w == &leaf_key.public_key_raw()[..]));
+        assert!(leaf
+            .spki
+            .windows(65)
+            .any(|w| w == leaf_key.public_key_raw()));
         assert!(parse(b"\x30\x03\x02\x01").is_none());
     }
 }
