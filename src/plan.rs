@@ -391,8 +391,8 @@ pub fn dockerd_plan(p: &SystemProbe, s: &Settings, iptables_legacy: bool) -> Doc
         p.env.path.clone()
     };
     DockerdPlan {
-        // Resolved once from the root-only search path; a bare name when
-        // none was found, which then fails to start with that name.
+        // Resolved once from the root-only search path. None found: the bare
+        // name, for `doctor` to show; app refuses to start it (and says why).
         program: p
             .dockerd_program
             .clone()

@@ -347,8 +347,8 @@ fn missing_sans(cert: &x509::Cert, sans: &[SanType]) -> Vec<String> {
         .collect()
 }
 
-/// Does the PKCS#8 key in `key_rel` belong to `cert`? `None`: it is not a
-/// key rcgen can load (its own error is given then).
+/// Does the PKCS#8 key in `key_rel` belong to `cert`? `Err` says why the
+/// key cannot be checked (missing, unreadable, not a key rcgen can load).
 fn key_matches(dir: &CertDir, key_rel: &str, cert: &x509::Cert) -> Result<bool, String> {
     let text = dir.read_bytes(key_rel).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => format!("{key_rel} is missing"),
