@@ -317,10 +317,15 @@ fn start_docker(
                 error!("dockerd is not started because a required preparation step failed (see above); the workspace runs without Docker");
                 return None;
             }
+            if let Err(why) = &prepared.probe.dockerd_program {
+                error!("cannot start dockerd: {why}; install it in a root-owned directory that only root can write (ws-init never looks up programs it runs as root in the caller's PATH); the workspace runs without Docker");
+                return None;
+            }
             let mut spec = DockerdSpec::new(&plan.program, &plan.socket, &settings.dockerd_log);
             spec.args = plan.args.clone();
             spec.env = plan.env.clone();
             spec.stop_timeout = settings.stop_timeout;
+            spec.log_gid = settings.docker_gid;
             // Before every (re)start: a crashed dockerd leaves its pid file behind.
             spec.pre_start = Some(Box::new(|| {
                 if let Err(e) = bringup::remove_stale_pid_files() {

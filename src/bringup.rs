@@ -37,6 +37,20 @@ pub fn probe_and_plan(settings: &Settings) -> (SystemProbe, Plan) {
         warn!("probe: {e}");
     }
     let plan = plan::make_plan(&probe, settings);
+    if let Some(d) = &plan.dockerd {
+        // Resolved once here; every (re)start runs these same files.
+        let show = |p: &Option<std::path::PathBuf>| {
+            p.as_ref()
+                .map_or("none".into(), |p| p.display().to_string())
+        };
+        info!(
+            dockerd = %d.program.display(),
+            iptables = %show(&probe.iptables.iptables_path),
+            iptables_legacy = %show(&probe.iptables.iptables_legacy_path),
+            "programs run as root, from the root-only search path {}",
+            probe.env.path
+        );
+    }
     info!(
         mode = plan.mode.name(),
         elapsed_ms = t.elapsed().as_millis() as u64,

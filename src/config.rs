@@ -314,7 +314,7 @@ impl Settings {
             };
         }
         if let Some(v) = get("WS_DOCKERD_LOG") {
-            if !v.starts_with('/') {
+            if !v.starts_with('/') || v.ends_with('/') || v.ends_with("/.") || v.ends_with("/..") {
                 return Err(err("WS_DOCKERD_LOG", v, "expected an absolute file path"));
             }
             s.dockerd_log = PathBuf::from(v);
@@ -329,6 +329,18 @@ impl Settings {
                         v,
                         "expected unix:///path, tcp://host:port or ssh://user@host",
                     ));
+                }
+                // The same parser the readiness check uses later: a bad port
+                // is refused now, not after start.
+                if v.starts_with("unix://") || v.starts_with("tcp://") {
+                    use crate::docker_api::{Endpoint, EndpointError};
+                    match Endpoint::from_docker_host(Some(v)) {
+                        Ok(_) => {}
+                        Err(EndpointError::Invalid(_, why)) => {
+                            return Err(err("DOCKER_HOST", v, why))
+                        }
+                        Err(e) => return Err(err("DOCKER_HOST", v, e.to_string())),
+                    }
                 }
                 s.docker_host = Some(v.to_string());
             }
@@ -349,15 +361,14 @@ impl Settings {
         s.docker_tls_verify = get("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
         if let Some(v) = get("DOCKER_TLS_SAN") {
             s.tls_san = v.split_whitespace().map(str::to_string).collect();
-            if let Some(bad) = s
-                .tls_san
-                .iter()
-                .find(|x| !(x.starts_with("DNS:") || x.starts_with("IP:")))
-            {
+            if let Some(bad) = s.tls_san.iter().find(|x| {
+                !(x.starts_with("DNS:") || x.starts_with("IP:"))
+                    || crate::tls::parse_san(x).is_err()
+            }) {
                 return Err(err(
                     "DOCKER_TLS_SAN",
                     bad,
-                    "expected whitespace-separated names, each prefixed DNS: or IP: (for example \"DNS:docker.example IP:10.0.0.5\")",
+                    "expected whitespace-separated entries, each DNS:<host name> or IP:<IPv4 or IPv6 address> (for example \"DNS:docker.example IP:10.0.0.5\")",
                 ));
             }
         }
@@ -491,6 +502,19 @@ mod tests {
         assert_eq!(s.tls_san, ["DNS:a.example", "IP:10.1.2.3"]);
         let e = parse(&[("DOCKER_TLS_SAN", "DNS:ok bare.example")]).unwrap_err();
         assert_eq!(e.value, "bare.example");
+        // Checked at start as the certificate will need them.
+        for bad in [
+            "IP:999.1.1.1",
+            "IP:",
+            "DNS:",
+            "IP:10.0.0.5/24",
+            "DNS:ok IP:1.2.3",
+        ] {
+            let e = parse(&[("DOCKER_TLS_SAN", bad)]).unwrap_err();
+            assert_eq!(e.var, "DOCKER_TLS_SAN", "{bad}");
+            assert!(e.to_string().contains("IP:<IPv4 or IPv6 address>"), "{e}");
+        }
+        assert!(parse(&[("DOCKER_TLS_SAN", "IP:::1 IP:10.0.0.5 DNS:a-b.c")]).is_ok());
     }
 
     #[test]
@@ -520,6 +544,23 @@ mod tests {
         );
         assert_eq!(parse(&[("DOCKER_HOST", "")]).unwrap().docker_host, None);
         assert!(parse(&[("DOCKER_HOST", "h:2375")]).is_err());
+        for bad in ["tcp://h:notaport", "tcp://", "unix://relative.sock"] {
+            assert_eq!(
+                parse(&[("DOCKER_HOST", bad)]).unwrap_err().var,
+                "DOCKER_HOST",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn dockerd_log_must_name_a_file() {
+        for bad in ["log", "/var/log/", "/var/log/.", "/"] {
+            assert_eq!(
+                parse(&[("WS_DOCKERD_LOG", bad)]).unwrap_err().var,
+                "WS_DOCKERD_LOG"
+            );
+        }
     }
 
     #[test]

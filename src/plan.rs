@@ -391,7 +391,12 @@ pub fn dockerd_plan(p: &SystemProbe, s: &Settings, iptables_legacy: bool) -> Doc
         p.env.path.clone()
     };
     DockerdPlan {
-        program: PathBuf::from("dockerd"),
+        // Resolved once from the root-only search path. None found: the bare
+        // name, for `doctor` to show; app refuses to start it (and says why).
+        program: p
+            .dockerd_program
+            .clone()
+            .unwrap_or_else(|_| PathBuf::from("dockerd")),
         args,
         env: vec![("container".into(), "docker".into()), ("PATH".into(), path)],
         socket,

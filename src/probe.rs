@@ -5,6 +5,7 @@
 //! system is `probe_system`, which is `probe_root("/")` plus the iptables
 //! command checks the plan asks for.
 
+pub mod binaries;
 pub mod caps;
 pub mod cgroup;
 pub mod iptables;
@@ -29,17 +30,16 @@ pub const DOCKER_DATA_ROOT: &str = "/var/lib/docker";
 /// Environment facts the probe needs beyond `Settings`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ProbeEnv {
-    /// ws-init's own PATH (dockerd inherits it; iptables is looked up in it).
+    /// Where programs run as root are looked for (dockerd gets it as its
+    /// PATH): the root-only directories of [`binaries::SEARCH_PATH`], never
+    /// the caller's PATH.
     pub path: String,
 }
 
 impl ProbeEnv {
     pub fn from_process() -> Self {
         ProbeEnv {
-            path: std::env::var("PATH")
-                .ok()
-                .filter(|p| !p.is_empty())
-                .unwrap_or_else(|| iptables::DEFAULT_PATH.to_string()),
+            path: binaries::trusted_dirs(Path::new("/"), binaries::SEARCH_PATH),
         }
     }
 }
@@ -76,6 +76,9 @@ impl PidFile {
 pub struct SystemProbe {
     pub root: PathBuf,
     pub env: ProbeEnv,
+    /// dockerd's absolute path from `env.path` (see [`binaries::resolve`]),
+    /// or why none is usable.
+    pub dockerd_program: Result<PathBuf, String>,
     /// Effective uid/gid and supplementary groups of ws-init.
     pub euid: Option<u32>,
     pub egid: Option<u32>,
@@ -254,6 +257,7 @@ pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProb
 
     SystemProbe {
         root: root.to_path_buf(),
+        dockerd_program: binaries::resolve(root, &env.path, "dockerd"),
         euid: status.uid.map(|u| u[1]),
         egid: status.gid.map(|g| g[1]),
         groups: status.groups.clone(),

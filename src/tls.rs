@@ -11,12 +11,24 @@
 //! instead of seconds at start), and a random serial per certificate. Keys are
 //! reused across starts (an existing PKCS#8 key of any algorithm rcgen
 //! understands, RSA included, is loaded and keeps signing with its own
-//! algorithm); certificates are re-issued every start. When
+//! algorithm). Certificates are kept as they are while they are usable: every
+//! file there, keys matching, the chain verifying, not expired (nor within
+//! `RENEW_BEFORE_DAYS` of it) and the server's SANs covering what the
+//! workspace wants; otherwise they are re-issued. (Design §2 said "re-issued
+//! every start": changed so a read-only cert dir works.) A read-only dir whose
+//! only fault is a missing SAN or near expiry is used with a warning; one
+//! with unusable certificates is an error naming what is wrong. When
 //! `server/{ca,cert,key}.pem` exist and `ca/key.pem` does not, the user
 //! manages the CA: we only check the files and touch nothing.
+//!
+//! No link is followed in a cert dir other users can write: files are opened
+//! with `O_NOFOLLOW` relative to the opened directory, modes changed on the
+//! open file, and a link where a key should be is replaced.
 
 pub mod pem;
+pub mod x509;
 
+use std::ffi::OsStr;
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -28,7 +40,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::user::atomic::{write_atomically_with, Ownership};
+use crate::user::atomic::{Dir, Ownership};
 
 /// Validity of every certificate, as upstream.
 pub const VALIDITY_DAYS: i64 = 825;
@@ -84,6 +96,14 @@ pub enum TlsError {
          e.g. DOCKER_TLS_SAN=\"DNS:myhost IP:10.0.0.5\""
     )]
     BadSan { entry: String },
+    #[error(
+        "the certificates in {dir} cannot be used: {problems}; and they cannot be re-issued          ({cause}); put valid ones there (or remove ca/, server/ and client/ to get new ones)          and make DOCKER_TLS_CERTDIR writable"
+    )]
+    Unusable {
+        dir: PathBuf,
+        problems: String,
+        cause: String,
+    },
     #[error("certificate generation failed: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("no random bytes from the kernel for a serial number: {0}")]
@@ -156,46 +176,269 @@ pub fn server_sans(req: &TlsRequest) -> Result<Vec<SanType>, TlsError> {
     Ok(unique)
 }
 
-/// True when `path` exists and is non-empty (shell `[ -s ]`, as upstream).
-fn nonempty(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.len() > 0)
+/// Certificates kept as they are until they have less than this left.
+pub const RENEW_BEFORE_DAYS: i64 = 30;
+
+/// The certificate directory, opened once; every file is reached through it
+/// and its sub-directories, never by a path a user could redirect.
+struct CertDir {
+    root: Dir,
+    /// Links may be followed: only root can write here (a Kubernetes secret
+    /// volume links every file into `..data/`). Elsewhere a link is never
+    /// followed: a user could point it at any file of root's.
+    follow: bool,
 }
 
-fn read(path: &Path) -> Result<String, TlsError> {
-    std::fs::read_to_string(path).map_err(|source| TlsError::Read {
-        path: path.to_owned(),
-        source,
-    })
+fn split_rel(rel: &str) -> (&str, &OsStr) {
+    let (d, f) = rel.split_once('/').expect("sub/file");
+    (d, OsStr::new(f))
 }
 
-fn write(path: &Path, contents: &str, mode: u32) -> Result<(), TlsError> {
-    write_atomically_with(path, contents.as_bytes(), Ownership::Mode(mode)).map_err(|source| {
-        TlsError::Dir {
-            dir: path.parent().unwrap_or(path).to_owned(),
+impl CertDir {
+    fn open(dir: &Path) -> Result<CertDir, TlsError> {
+        let dir_err = |source| TlsError::Dir {
+            dir: dir.to_owned(),
             source,
+        };
+        let root = match Dir::open(dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir).map_err(dir_err)?;
+                Dir::open(dir)
+            }
+            other => other,
         }
-    })
-}
+        .map_err(dir_err)?;
+        let follow = root.is_root_only();
+        Ok(CertDir { root, follow })
+    }
 
-fn ensure_dir(dir: &Path) -> Result<(), TlsError> {
-    std::fs::create_dir_all(dir).map_err(|source| TlsError::Dir {
-        dir: dir.to_owned(),
-        source,
-    })
-}
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel)
+    }
 
-/// Load the key at `path` if there is one, else generate a P-256 key and
-/// write it with `mode`. Returns the key and whether it was reused.
-fn load_or_generate_key(path: &Path, mode: u32) -> Result<(KeyPair, bool), TlsError> {
-    if nonempty(path) {
-        let key = KeyPair::from_pem(&read(path)?).map_err(|e| TlsError::BadKey {
-            path: path.to_owned(),
-            detail: e.to_string(),
+    fn sub(&self, name: &str, create: bool) -> io::Result<Dir> {
+        if self.follow {
+            let path = self.root.path().join(name);
+            if create {
+                std::fs::create_dir_all(&path)?;
+            }
+            Dir::open(&path)
+        } else {
+            self.root.open_sub(name, create)
+        }
+    }
+
+    fn read_bytes(&self, rel: &str) -> io::Result<Vec<u8>> {
+        let (d, f) = split_rel(rel);
+        let sub = self.sub(d, false)?;
+        let follow = self.follow && sub.is_root_only();
+        sub.read(f, follow)
+    }
+
+    fn read(&self, rel: &str) -> Result<String, TlsError> {
+        self.read_bytes(rel)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map_err(|source| TlsError::Read {
+                path: self.path(rel),
+                source,
+            })
+    }
+
+    /// Shell `[ -s ]`, as upstream; something unreadable counts as there
+    /// (reading it then names the problem).
+    fn present(&self, rel: &str) -> bool {
+        match self.read_bytes(rel) {
+            Ok(b) => !b.is_empty(),
+            Err(e) => e.kind() != io::ErrorKind::NotFound,
+        }
+    }
+
+    fn write(&self, rel: &str, contents: &str, mode: u32) -> Result<(), TlsError> {
+        let (d, f) = split_rel(rel);
+        self.sub(d, true)
+            .and_then(|sub| sub.write_atomically(f, contents.as_bytes(), Ownership::Mode(mode)))
+            .map_err(|source| TlsError::Dir {
+                dir: self.path(d),
+                source,
+            })
+    }
+
+    /// Sets `rel`'s mode on the open file; a link is left alone.
+    fn chmod(&self, rel: &str, mode: u32) -> Result<(), TlsError> {
+        let (d, f) = split_rel(rel);
+        let err = |source| TlsError::Dir {
+            dir: self.path(d),
+            source,
+        };
+        let sub = self.sub(d, false).map_err(err)?;
+        match sub.open_file(f, nix::fcntl::OFlag::O_RDONLY, 0) {
+            Ok(file) => file
+                .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .map_err(err),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                tracing::debug!(
+                    "{} is a link: its mode is left as it is",
+                    self.path(rel).display()
+                );
+                Ok(())
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// The first certificate in `rel`, or what is wrong with it.
+    fn cert(&self, rel: &str) -> Result<x509::Cert, String> {
+        let text = self.read_bytes(rel).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => format!("{rel} is missing"),
+            _ => format!("{rel} cannot be read ({e})"),
         })?;
-        return Ok((key, true));
+        let blocks = pem::parse_pem(&String::from_utf8_lossy(&text))
+            .ok_or_else(|| format!("{rel} is not valid PEM"))?;
+        let block = blocks
+            .iter()
+            .find(|b| b.label == "CERTIFICATE")
+            .ok_or_else(|| format!("{rel} holds no CERTIFICATE block"))?;
+        x509::parse(&block.der)
+            .ok_or_else(|| format!("{rel} is not a certificate ws-init can read"))
+    }
+}
+
+/// What is wrong with certificates found in place: `hard` problems make
+/// them unusable; `soft` ones (a missing SAN, near expiry) are worth
+/// re-issuing for, but they still work.
+#[derive(Debug, Default)]
+struct Problems {
+    hard: Vec<String>,
+    soft: Vec<String>,
+}
+
+fn date(t: OffsetDateTime) -> String {
+    format!("{:04}-{:02}-{:02}", t.year(), t.month() as u8, t.day())
+}
+
+/// Validity of `cert` at `now`, as problems.
+fn check_validity(rel: &str, cert: &x509::Cert, now: OffsetDateTime, p: &mut Problems) {
+    if now > cert.not_after {
+        p.hard
+            .push(format!("{rel} expired on {}", date(cert.not_after)));
+    } else if now < cert.not_before {
+        p.hard.push(format!(
+            "{rel} is not valid before {}",
+            date(cert.not_before)
+        ));
+    } else if cert.not_after - now < Duration::days(RENEW_BEFORE_DAYS) {
+        p.soft
+            .push(format!("{rel} expires on {}", date(cert.not_after)));
+    }
+}
+
+/// The wanted SANs the server certificate lacks, as `DNS:x`/`IP:y`.
+fn missing_sans(cert: &x509::Cert, sans: &[SanType]) -> Vec<String> {
+    sans.iter()
+        .filter_map(|san| match san {
+            SanType::DnsName(n) => {
+                let n = n.as_str();
+                (!cert.dns_names.iter().any(|d| d.eq_ignore_ascii_case(n)))
+                    .then(|| format!("DNS:{n}"))
+            }
+            SanType::IpAddress(ip) => (!cert.ips.contains(ip)).then(|| format!("IP:{ip}")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Does the PKCS#8 key in `key_rel` belong to `cert`? `Err` says why the
+/// key cannot be checked (missing, unreadable, not a key rcgen can load).
+fn key_matches(dir: &CertDir, key_rel: &str, cert: &x509::Cert) -> Result<bool, String> {
+    let text = dir.read_bytes(key_rel).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => format!("{key_rel} is missing"),
+        _ => format!("{key_rel} cannot be read ({e})"),
+    })?;
+    let key = KeyPair::from_pem(&String::from_utf8_lossy(&text))
+        .map_err(|e| format!("{key_rel} is not a key ws-init can use ({e})"))?;
+    // The certificate embeds the key's SubjectPublicKeyInfo verbatim.
+    let spki = key.public_key_der();
+    Ok(cert.spki.windows(spki.len()).any(|w| w == spki.as_slice()))
+}
+
+/// Checks the full layout ws-init generates (see module docs).
+fn assess_generated(dir: &CertDir, sans: &[SanType], now: OffsetDateTime) -> Problems {
+    let mut p = Problems::default();
+    let load = |rel: &str, p: &mut Problems| dir.cert(rel).map_err(|e| p.hard.push(e)).ok();
+    let ca = load("ca/cert.pem", &mut p);
+    let server = load("server/cert.pem", &mut p);
+    let client = load("client/cert.pem", &mut p);
+    let copies = ["server/ca.pem", "client/ca.pem"].map(|rel| (rel, load(rel, &mut p)));
+    let (Some(ca), Some(server), Some(client)) = (ca, server, client) else {
+        return p;
+    };
+    for (rel, copy) in copies {
+        if copy.is_some_and(|c| c.der != ca.der) {
+            p.hard.push(format!("{rel} differs from ca/cert.pem"));
+        }
+    }
+    for (key, rel, cert) in [
+        ("ca/key.pem", "ca/cert.pem", &ca),
+        ("server/key.pem", "server/cert.pem", &server),
+        ("client/key.pem", "client/cert.pem", &client),
+    ] {
+        match key_matches(dir, key, cert) {
+            Ok(true) => {}
+            Ok(false) => p.hard.push(format!("{key} does not belong to {rel}")),
+            Err(e) => p.hard.push(e),
+        }
+    }
+    if !ca.is_ca || ca.signed_by(&ca) != x509::Verify::Valid {
+        p.hard
+            .push("ca/cert.pem is not a CA certificate signed by ca/key.pem".into());
+    }
+    for (rel, cert) in [("server/cert.pem", &server), ("client/cert.pem", &client)] {
+        if cert.signed_by(&ca) != x509::Verify::Valid {
+            p.hard
+                .push(format!("{rel} is not signed by ca/cert.pem (broken chain)"));
+        }
+    }
+    for (rel, cert) in [
+        ("ca/cert.pem", &ca),
+        ("server/cert.pem", &server),
+        ("client/cert.pem", &client),
+    ] {
+        check_validity(rel, cert, now, &mut p);
+    }
+    for san in missing_sans(&server, sans) {
+        p.soft.push(format!("server/cert.pem lacks the SAN {san}"));
+    }
+    p
+}
+
+/// Load the key at `rel` if there is one, else generate a P-256 key and
+/// write it with `mode`. A link where the key should be (in a directory
+/// other users can write) is replaced, with a warning. Returns the key and
+/// whether it was reused.
+fn load_or_generate_key(dir: &CertDir, rel: &str, mode: u32) -> Result<(KeyPair, bool), TlsError> {
+    match dir.read_bytes(rel) {
+        Ok(b) if !b.is_empty() => {
+            let key =
+                KeyPair::from_pem(&String::from_utf8_lossy(&b)).map_err(|e| TlsError::BadKey {
+                    path: dir.path(rel),
+                    detail: e.to_string(),
+                })?;
+            return Ok((key, true));
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) if e.kind() == io::ErrorKind::InvalidInput => {
+            tracing::warn!("{}: {e}; a new key replaces it", dir.path(rel).display())
+        }
+        Err(source) => {
+            return Err(TlsError::Read {
+                path: dir.path(rel),
+                source,
+            })
+        }
     }
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-    write(path, &key.serialize_pem(), mode)?;
+    dir.write(rel, &key.serialize_pem(), mode)?;
     Ok((key, false))
 }
 
@@ -243,65 +486,92 @@ fn issue_leaf(
     Ok(p.signed_by(key, ca, ca_key)?)
 }
 
-/// Check the user's own server files: all three are PEM of the right kind and
-/// the key belongs to the certificate (when the key is PKCS#8, which we can load).
-fn verify_user_managed(paths: &TlsPaths) -> Result<(), TlsError> {
-    let fail = |path: &Path, detail: &str| TlsError::UserManaged {
-        path: path.to_owned(),
+/// Check the user's own server files: all three are PEM of the right kind,
+/// the key belongs to the certificate (when the key is PKCS#8, which we can
+/// load), the certificate is current and signed by `server/ca.pem` (when its
+/// algorithm is one we can check). Missing SANs are warned about.
+fn verify_user_managed(
+    dir: &CertDir,
+    sans: &[SanType],
+    now: OffsetDateTime,
+) -> Result<(), TlsError> {
+    let fail = |rel: &str, detail: &str| TlsError::UserManaged {
+        path: dir.path(rel),
         detail: detail.to_owned(),
     };
-    let blocks = |path: &Path| -> Result<Vec<pem::PemBlock>, TlsError> {
-        pem::parse_pem(&read(path)?).ok_or_else(|| fail(path, "is not valid PEM"))
+    let blocks = |rel: &str| -> Result<Vec<pem::PemBlock>, TlsError> {
+        pem::parse_pem(&dir.read(rel)?).ok_or_else(|| fail(rel, "is not valid PEM"))
     };
-    for path in [&paths.server_ca, &paths.server_cert] {
-        if !blocks(path)?.iter().any(|b| b.label == "CERTIFICATE") {
-            return Err(fail(path, "holds no CERTIFICATE block"));
+    for rel in ["server/ca.pem", "server/cert.pem"] {
+        if !blocks(rel)?.iter().any(|b| b.label == "CERTIFICATE") {
+            return Err(fail(rel, "holds no CERTIFICATE block"));
         }
     }
-    let key_text = read(&paths.server_key)?;
+    let key_text = dir.read("server/key.pem")?;
     let key_blocks =
-        pem::parse_pem(&key_text).ok_or_else(|| fail(&paths.server_key, "is not valid PEM"))?;
+        pem::parse_pem(&key_text).ok_or_else(|| fail("server/key.pem", "is not valid PEM"))?;
     if !key_blocks.iter().any(|b| b.label.ends_with("PRIVATE KEY")) {
-        return Err(fail(&paths.server_key, "holds no PRIVATE KEY block"));
+        return Err(fail("server/key.pem", "holds no PRIVATE KEY block"));
     }
+    let cert_blocks = blocks("server/cert.pem")?;
+    let cert_der = &cert_blocks
+        .iter()
+        .find(|b| b.label == "CERTIFICATE")
+        .expect("checked above")
+        .der;
     if let Ok(key) = KeyPair::from_pem(&key_text) {
-        // The certificate embeds the key's SubjectPublicKeyInfo verbatim.
         let spki = key.public_key_der();
-        let cert_der = &blocks(&paths.server_cert)?[0].der;
         if !cert_der.windows(spki.len()).any(|w| w == spki.as_slice()) {
             return Err(fail(
-                &paths.server_key,
+                "server/key.pem",
                 "does not match the public key of server/cert.pem",
             ));
         }
     } else {
-        tracing::debug!(path = %paths.server_key.display(), "key not PKCS#8: match not checked");
+        tracing::debug!("server/key.pem not PKCS#8: match not checked");
+    }
+    let Some(cert) = x509::parse(cert_der) else {
+        tracing::debug!("server/cert.pem: not parsed; validity and chain not checked");
+        return Ok(());
+    };
+    let mut p = Problems::default();
+    check_validity("server/cert.pem", &cert, now, &mut p);
+    if let Some(e) = p.hard.first() {
+        let detail = e.trim_start_matches("server/cert.pem ");
+        return Err(fail("server/cert.pem", detail));
+    }
+    // The issuer is in server/ca.pem, or an intermediate after the leaf.
+    let issuers: Vec<x509::Cert> = blocks("server/ca.pem")?
+        .iter()
+        .chain(cert_blocks.iter().skip(1))
+        .filter(|b| b.label == "CERTIFICATE")
+        .filter_map(|b| x509::parse(&b.der))
+        .collect();
+    let verdicts: Vec<x509::Verify> = issuers.iter().map(|i| cert.signed_by(i)).collect();
+    if !verdicts.is_empty() && verdicts.iter().all(|v| *v == x509::Verify::Invalid) {
+        return Err(fail(
+            "server/cert.pem",
+            "is not signed by a certificate in server/ca.pem (broken chain)",
+        ));
+    }
+    for problem in p.soft {
+        tracing::warn!("user-managed TLS: {problem}; renew it in time");
+    }
+    let missing = missing_sans(&cert, sans);
+    if !missing.is_empty() {
+        tracing::warn!(
+            "user-managed TLS: server/cert.pem in {} lacks the SAN(s) {}; clients that connect \
+             by those names or addresses will fail to verify it (add them to the certificate)",
+            dir.root.path().display(),
+            missing.join(" ")
+        );
     }
     Ok(())
 }
 
-/// Make sure the certificates under `req.dir` exist and are current (see
-/// module docs). `now` is the issuing time (pass `OffsetDateTime::now_utc()`).
-pub fn ensure_certificates(req: &TlsRequest, now: OffsetDateTime) -> Result<TlsOutcome, TlsError> {
-    let paths = TlsPaths::new(&req.dir);
-    if nonempty(&paths.server_ca)
-        && nonempty(&paths.server_cert)
-        && nonempty(&paths.server_key)
-        && !nonempty(&paths.ca_key)
-    {
-        verify_user_managed(&paths)?;
-        return Ok(TlsOutcome {
-            generated: false,
-            reused_keys: true,
-            user_managed_ca: true,
-        });
-    }
-    let sans = server_sans(req)?;
-    for sub in ["ca", "server", "client"] {
-        ensure_dir(&req.dir.join(sub))?;
-    }
-
-    let (ca_key, ca_reused) = load_or_generate_key(&paths.ca_key, 0o600)?;
+/// Issue new certificates with the keys in place (generated if missing).
+fn issue(dir: &CertDir, sans: Vec<SanType>, now: OffsetDateTime) -> Result<TlsOutcome, TlsError> {
+    let (ca_key, ca_reused) = load_or_generate_key(dir, "ca/key.pem", 0o600)?;
     let mut ca_params = params("ws-init CA", now)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![
@@ -311,7 +581,7 @@ pub fn ensure_certificates(req: &TlsRequest, now: OffsetDateTime) -> Result<TlsO
     let ca = ca_params.self_signed(&ca_key)?;
     let ca_pem = ca.pem();
 
-    let (server_key, server_reused) = load_or_generate_key(&paths.server_key, 0o600)?;
+    let (server_key, server_reused) = load_or_generate_key(dir, "server/key.pem", 0o600)?;
     let server = issue_leaf(
         "ws-init server",
         now,
@@ -322,7 +592,7 @@ pub fn ensure_certificates(req: &TlsRequest, now: OffsetDateTime) -> Result<TlsO
         &ca_key,
     )?;
     // Readable by all: client containers sharing the volume run as any user.
-    let (client_key, client_reused) = load_or_generate_key(&paths.client_key, 0o644)?;
+    let (client_key, client_reused) = load_or_generate_key(dir, "client/key.pem", 0o644)?;
     let client = issue_leaf(
         "ws-init client",
         now,
@@ -333,26 +603,89 @@ pub fn ensure_certificates(req: &TlsRequest, now: OffsetDateTime) -> Result<TlsO
         &ca_key,
     )?;
 
-    write(&paths.ca_cert, &ca_pem, 0o644)?;
-    write(&paths.server_ca, &ca_pem, 0o644)?;
-    write(&paths.server_cert, &server.pem(), 0o644)?;
-    write(&paths.client_ca, &ca_pem, 0o644)?;
-    write(&paths.client_cert, &client.pem(), 0o644)?;
-    // Upstream chmods it every start, so a reused client key is readable too.
-    std::fs::set_permissions(
-        &paths.client_key,
-        std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    )
-    .map_err(|source| TlsError::Dir {
-        dir: req.dir.join("client"),
-        source,
-    })?;
+    dir.write("ca/cert.pem", &ca_pem, 0o644)?;
+    dir.write("server/ca.pem", &ca_pem, 0o644)?;
+    dir.write("server/cert.pem", &server.pem(), 0o644)?;
+    dir.write("client/ca.pem", &ca_pem, 0o644)?;
+    dir.write("client/cert.pem", &client.pem(), 0o644)?;
+    // Upstream chmods it every start, so a reused client key is readable
+    // too; on the open file, so a link there cannot redirect it.
+    dir.chmod("client/key.pem", 0o644)?;
 
     Ok(TlsOutcome {
         generated: true,
         reused_keys: ca_reused && server_reused && client_reused,
         user_managed_ca: false,
     })
+}
+
+/// Make sure the certificates under `req.dir` exist and are usable (see
+/// module docs). `now` is the issuing time (pass `OffsetDateTime::now_utc()`).
+pub fn ensure_certificates(req: &TlsRequest, now: OffsetDateTime) -> Result<TlsOutcome, TlsError> {
+    let sans = server_sans(req)?;
+    let dir = CertDir::open(&req.dir)?;
+    if dir.present("server/ca.pem")
+        && dir.present("server/cert.pem")
+        && dir.present("server/key.pem")
+        && !dir.present("ca/key.pem")
+    {
+        verify_user_managed(&dir, &sans, now)?;
+        return Ok(TlsOutcome {
+            generated: false,
+            reused_keys: true,
+            user_managed_ca: true,
+        });
+    }
+    let found = assess_generated(&dir, &sans, now);
+    if found.hard.is_empty() && found.soft.is_empty() {
+        return Ok(TlsOutcome {
+            generated: false,
+            reused_keys: true,
+            user_managed_ca: false,
+        });
+    }
+    let nothing_there = found.hard.iter().all(|h| h.ends_with(" is missing"));
+    if !nothing_there {
+        let why: Vec<&String> = found.hard.iter().chain(&found.soft).collect();
+        tracing::info!(
+            "re-issuing the certificates in {}: {}",
+            req.dir.display(),
+            why.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
+    match issue(&dir, sans, now) {
+        Err(TlsError::Dir {
+            dir: where_,
+            source,
+        }) if found.hard.is_empty() => {
+            tracing::warn!(
+                "keeping the certificates in {} as they are: {}; they cannot be re-issued \
+                 ({}: {source}); clients connecting by a missing name or address fail to verify \
+                 the server (make DOCKER_TLS_CERTDIR writable, or issue certificates with those \
+                 SANs)",
+                req.dir.display(),
+                found.soft.join("; "),
+                where_.display()
+            );
+            Ok(TlsOutcome {
+                generated: false,
+                reused_keys: true,
+                user_managed_ca: false,
+            })
+        }
+        Err(TlsError::Dir {
+            dir: where_,
+            source,
+        }) if !nothing_there => Err(TlsError::Unusable {
+            dir: req.dir.clone(),
+            problems: found.hard.join("; "),
+            cause: format!("{}: {source}", where_.display()),
+        }),
+        other => other,
+    }
 }
 
 #[cfg(test)]

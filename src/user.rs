@@ -13,9 +13,10 @@
 pub mod atomic;
 pub mod db;
 
+use std::ffi::OsStr;
 use std::path::Path;
 
-pub use atomic::{write_atomically, write_atomically_with, Ownership};
+pub use atomic::{write_atomically, write_atomically_with, Dir, Ownership};
 pub use db::{ColonFile, GroupEntry, GroupFile, GshadowFile, PasswdEntry, PasswdFile};
 
 /// The user the main command runs as when `WS_USER` is unset and it exists.
@@ -55,10 +56,7 @@ pub enum UserError {
     NoFreeName { gid: u32, preferred: String },
     #[error("cannot read {path}: {detail}; is the image's /etc intact?")]
     Read { path: String, detail: String },
-    #[error(
-        "cannot rewrite {path}: {detail}; /etc must be writable for root (read-only root \
-         filesystem? then add the group in the image and pass --group-add)"
-    )]
+    #[error("cannot rewrite {path}: {detail}")]
     Write { path: String, detail: String },
 }
 
@@ -212,51 +210,113 @@ impl GroupDb {
     }
 }
 
-fn read_text(path: &Path) -> Result<String, UserError> {
-    std::fs::read_to_string(path).map_err(|e| UserError::Read {
+/// The error of a failed rewrite, with the fix that fits its cause.
+fn write_error(path: &Path, e: &std::io::Error) -> UserError {
+    let fix = match e.raw_os_error() {
+        Some(libc::EROFS) => {
+            "the root filesystem is read-only: add the group in the image and pass --group-add"
+        }
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+            "no space left: free some on the container's root filesystem"
+        }
+        Some(libc::EACCES) | Some(libc::EPERM) => {
+            "permission denied although ws-init runs as root: is /etc immutable (chattr +i) or \
+             ws-init missing CAP_DAC_OVERRIDE?"
+        }
+        _ => "/etc must be writable for root",
+    };
+    UserError::Write {
         path: path.display().to_string(),
-        detail: e.to_string(),
-    })
-}
-
-fn write_if_changed(path: &Path, before: &str, after: &str) -> Result<(), UserError> {
-    if before == after {
-        return Ok(());
+        detail: format!("{e}; {fix}"),
     }
-    write_atomically(path, after.as_bytes()).map_err(|e| UserError::Write {
-        path: path.display().to_string(),
-        detail: e.to_string(),
-    })
 }
 
 /// Read `group_path` (and `gshadow_path` if it exists), run `edit`, and
 /// rewrite whichever file changed, atomically and keeping mode and owner.
 /// Nothing is written when `edit` fails. (No `lckpwdf` lock: this runs at
 /// container start before any other process could edit the files.)
+///
+/// Crash safety: temporary files left by an earlier crash are removed first;
+/// both new files are written and synced before either is renamed into
+/// place; gshadow is renamed first, so a crash between the two renames
+/// leaves only an extra gshadow line, which the next start's (idempotent)
+/// edit completes.
 pub fn update_groups<T>(
     group_path: &Path,
     gshadow_path: &Path,
     edit: impl FnOnce(&mut GroupDb) -> Result<T, UserError>,
 ) -> Result<T, UserError> {
-    let group_text = read_text(group_path)?;
-    let gshadow_text = match std::fs::read_to_string(gshadow_path) {
-        Ok(t) => Some(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => {
-            return Err(UserError::Read {
-                path: gshadow_path.display().to_string(),
-                detail: e.to_string(),
+    let name = |p: &Path| p.file_name().unwrap_or(OsStr::new("group")).to_owned();
+    let (group_name, gshadow_name) = (name(group_path), name(gshadow_path));
+    let dir_path = group_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let dir = Dir::open(dir_path).map_err(|e| UserError::Read {
+        path: dir_path.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    // The files live in root's own /etc: following a link there is root's choice.
+    let read = |n: &OsStr, p: &Path| {
+        dir.read(n, true)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .map_err(|e| {
+                (
+                    e.kind(),
+                    UserError::Read {
+                        path: p.display().to_string(),
+                        detail: e.to_string(),
+                    },
+                )
             })
-        }
+    };
+    let group_text = read(&group_name, group_path).map_err(|(_, e)| e)?;
+    let gshadow_text = match read(&gshadow_name, gshadow_path) {
+        Ok(t) => Some(t),
+        Err((std::io::ErrorKind::NotFound, _)) => None,
+        Err((_, e)) => return Err(e),
     };
     let mut db = GroupDb::parse(&group_text, gshadow_text.as_deref());
     let out = edit(&mut db)?;
-    // gshadow first: a crash in between leaves an extra gshadow line, which
-    // is harmless, rather than a group without its shadow entry.
-    if let (Some(before), Some(s)) = (&gshadow_text, &db.gshadow) {
-        write_if_changed(gshadow_path, before, &s.0.render())?;
+    for (n, p) in [(&group_name, group_path), (&gshadow_name, gshadow_path)] {
+        match dir.remove_leftover_temps(n) {
+            Ok(removed) if !removed.is_empty() => tracing::warn!(
+                "removed {} temporary file(s) an interrupted edit of {} left behind",
+                removed.len(),
+                p.display()
+            ),
+            Ok(_) => {}
+            Err(e) => return Err(write_error(p, &e)),
+        }
     }
-    write_if_changed(group_path, &group_text, &db.group.0.render())?;
+    let new_group = db.group.0.render();
+    let new_gshadow = match (&gshadow_text, &db.gshadow) {
+        (Some(before), Some(s)) if *before != s.0.render() => Some(s.0.render()),
+        _ => None,
+    };
+    let stage = |n: &OsStr, p: &Path, text: &str| {
+        dir.stage(n, text.as_bytes(), Ownership::KeepExisting)
+            .map_err(|e| write_error(p, &e))
+    };
+    let staged_gshadow = match &new_gshadow {
+        Some(text) => Some(stage(&gshadow_name, gshadow_path, text)?),
+        None => None,
+    };
+    let staged_group = if new_group != group_text {
+        Some(stage(&group_name, group_path, &new_group)?)
+    } else {
+        None
+    };
+    if staged_gshadow.is_none() && staged_group.is_none() {
+        return Ok(out);
+    }
+    if let Some(s) = staged_gshadow {
+        s.commit().map_err(|e| write_error(gshadow_path, &e))?;
+    }
+    if let Some(s) = staged_group {
+        s.commit().map_err(|e| write_error(group_path, &e))?;
+    }
+    dir.sync().map_err(|e| write_error(group_path, &e))?;
     Ok(out)
 }
 

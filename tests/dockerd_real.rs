@@ -452,3 +452,94 @@ fn a_missing_program_fails_once_without_a_restart_loop() {
     });
     assert_eq!(logs.matches("cannot start dockerd").count(), 1, "{logs}");
 }
+
+/// A full certificate layout on a read-only volume (issue 12): the
+/// certificates are checked, kept as they are, and dockerd starts with TLS.
+#[test]
+fn a_real_dockerd_starts_with_tls_from_a_read_only_cert_dir() {
+    use nix::mount::{mount, MsFlags};
+    if !is_root() {
+        eprintln!("skipped: running a dockerd needs root");
+        return;
+    }
+    if !Path::new(DOCKERD).exists() {
+        eprintln!("skipped: {DOCKERD} is not installed");
+        return;
+    }
+    let _serial = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::Builder::new()
+        .prefix("wst")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let d = dir.path().to_path_buf();
+    let certs = d.join("certs");
+    let req = ws_init::tls::TlsRequest {
+        dir: certs.clone(),
+        hostname: "ws1".into(),
+        ips: vec!["127.0.0.1".parse().unwrap()],
+        extra_sans: Vec::new(),
+    };
+    ws_init::tls::ensure_certificates(&req, time::OffsetDateTime::now_utc()).unwrap();
+    // Its own thread, so the read-only mount lives in a private mount namespace.
+    let (outcome, content) = std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+        let none = None::<&str>;
+        mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).unwrap();
+        mount(Some(&certs), &certs, none, MsFlags::MS_BIND, none).unwrap();
+        let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        mount(none, &certs, none, ro, none).unwrap();
+        let outcome = ws_init::tls::ensure_certificates(&req, time::OffsetDateTime::now_utc())
+            .map_err(|e| e.to_string());
+        std::fs::write(d.join("daemon.json"), "{}").unwrap();
+        let socket = d.join("docker.sock");
+        let pidfile = d.join("docker.pid");
+        let log = d.join("log/dockerd.log");
+        let server = certs.join("server");
+        let mut spec = DockerdSpec::new("unshare", &socket, &log);
+        spec.args = vec![
+            "--net".into(),
+            "--".into(),
+            "sh".into(),
+            "-c".into(),
+            "ip link set lo up && exec \"$0\" \"$@\"".into(),
+            DOCKERD.into(),
+            format!("--config-file={}", d.join("daemon.json").display()),
+            format!("--data-root={}", d.join("data").display()),
+            format!("--exec-root={}", d.join("exec").display()),
+            format!("--pidfile={}", pidfile.display()),
+            format!("--host=unix://{}", socket.display()),
+            "--host=tcp://127.0.0.1:2376".into(),
+            "--tlsverify".into(),
+            format!("--tlscacert={}", server.join("ca.pem").display()),
+            format!("--tlscert={}", server.join("cert.pem").display()),
+            format!("--tlskey={}", server.join("key.pem").display()),
+            "--bridge=none".into(),
+            "--iptables=false".into(),
+        ];
+        spec.stale_files = vec![pidfile];
+        spec.stop_timeout = Duration::from_secs(20);
+        let log2 = log.clone();
+        with_reaper(|reaper| async move {
+            let handle = Supervisor::start(&reaper, spec);
+            match tokio::time::timeout(Duration::from_secs(60), handle.ready()).await {
+                Ok(Ok(_)) => {}
+                other => panic!(
+                    "dockerd not ready: {other:?}; log:\n{}",
+                    std::fs::read_to_string(&log2).unwrap_or_default()
+                ),
+            }
+            handle.stop().await;
+        });
+        let content = std::fs::read_to_string(&log).unwrap_or_default();
+        unmount_under(&d);
+        (outcome, content)
+    })
+    .join()
+    .unwrap();
+    let outcome = outcome.unwrap();
+    assert!(!outcome.generated, "{outcome:?}");
+    assert!(
+        content.contains("API listen on 127.0.0.1:2376"),
+        "{content}"
+    );
+}

@@ -166,7 +166,7 @@ fn generated_certificates_verify_with_openssl() {
 }
 
 #[test]
-fn keys_are_reused_and_certificates_reissued() {
+fn valid_certificates_are_kept_and_reissued_with_the_same_keys_when_they_fall_short() {
     if !have_openssl() {
         return;
     }
@@ -174,25 +174,70 @@ fn keys_are_reused_and_certificates_reissued() {
     let dir = tmp.path();
     ensure_certificates(&request(dir), OffsetDateTime::now_utc()).unwrap();
     let keys = ["ca/key.pem", "server/key.pem", "client/key.pem"];
+    let certs = ["ca/cert.pem", "server/cert.pem", "client/cert.pem"];
     let before: Vec<String> = keys.iter().map(|k| pubkey(dir, k)).collect();
-    let serials: Vec<String> = ["ca/cert.pem", "server/cert.pem", "client/cert.pem"]
+    let serials: Vec<String> = certs.iter().map(|c| serial(dir, c)).collect();
+    let mtimes: Vec<i64> = certs
         .iter()
-        .map(|c| serial(dir, c))
+        .map(|c| std::fs::metadata(dir.join(c)).unwrap().mtime_nsec())
         .collect();
 
+    // Valid and as wanted: kept, not even rewritten.
     let out = ensure_certificates(&request(dir), OffsetDateTime::now_utc()).unwrap();
-    assert!(
-        out.generated && out.reused_keys && !out.user_managed_ca,
-        "{out:?}"
-    );
+    assert!(!out.generated && out.reused_keys, "{out:?}");
+    for (i, c) in certs.iter().enumerate() {
+        assert_eq!(serial(dir, c), serials[i], "{c} re-issued");
+        let m = std::fs::metadata(dir.join(c)).unwrap().mtime_nsec();
+        assert_eq!(m, mtimes[i], "{c} rewritten");
+    }
+
+    // The workspace has a new address: re-issued, with the same keys.
+    let mut req = request(dir);
+    req.ips.push("10.20.30.40".parse().unwrap());
+    let out = ensure_certificates(&req, OffsetDateTime::now_utc()).unwrap();
+    assert!(out.generated && out.reused_keys, "{out:?}");
     let after: Vec<String> = keys.iter().map(|k| pubkey(dir, k)).collect();
     assert_eq!(before, after);
-    for (i, c) in ["ca/cert.pem", "server/cert.pem", "client/cert.pem"]
-        .iter()
-        .enumerate()
-    {
+    for (i, c) in certs.iter().enumerate() {
         assert_ne!(serial(dir, c), serials[i], "{c} not re-issued");
     }
+    assert!(x509_text(dir, "server/cert.pem").contains("IP Address:10.20.30.40"));
+    let v = openssl(&[
+        "verify",
+        "-CAfile",
+        &p(dir, "ca/cert.pem"),
+        &p(dir, "server/cert.pem"),
+    ]);
+    assert!(v.contains(": OK"), "{v}");
+
+    // Expired (issued 900 days ago): re-issued.
+    let old = OffsetDateTime::now_utc() - time::Duration::days(900);
+    let tmp2 = tempfile::tempdir().unwrap();
+    ensure_certificates(&request(tmp2.path()), old).unwrap();
+    let out = ensure_certificates(&request(tmp2.path()), OffsetDateTime::now_utc()).unwrap();
+    assert!(out.generated, "{out:?}");
+    let c = Command::new("openssl")
+        .args(["x509", "-noout", "-checkend", "86400", "-in"])
+        .arg(tmp2.path().join("server/cert.pem"))
+        .output()
+        .unwrap();
+    assert!(c.status.success(), "still expired");
+
+    // A server certificate from another CA (broken chain): re-issued.
+    let tmp3 = tempfile::tempdir().unwrap();
+    ensure_certificates(&request(tmp3.path()), OffsetDateTime::now_utc()).unwrap();
+    std::fs::copy(
+        tmp3.path().join("server/cert.pem"),
+        dir.join("server/cert.pem"),
+    )
+    .unwrap();
+    std::fs::copy(
+        tmp3.path().join("server/key.pem"),
+        dir.join("server/key.pem"),
+    )
+    .unwrap();
+    let out = ensure_certificates(&req, OffsetDateTime::now_utc()).unwrap();
+    assert!(out.generated, "{out:?}");
     let v = openssl(&[
         "verify",
         "-CAfile",

@@ -10,14 +10,16 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
+
+use crate::user::atomic::Dir;
 
 /// Longest line kept whole; longer ones are cut into pieces of this size.
 pub const MAX_LINE: usize = 16 * 1024;
@@ -338,29 +340,55 @@ impl EchoFilter {
     }
 }
 
+/// First wait before reopening the log after an error; doubles up to
+/// [`REOPEN_MAX_DELAY`].
+pub const REOPEN_FIRST_DELAY: Duration = Duration::from_secs(1);
+pub const REOPEN_MAX_DELAY: Duration = Duration::from_secs(60);
+
 /// An append-only log file that rotates to `<path>.1` (one old generation)
 /// before a write would take it past `max_bytes`.
+///
+/// The directory may be one a user can write (`WS_DOCKERD_LOG` is free), so
+/// nothing here follows a link: the file is opened with `O_NOFOLLOW`
+/// relative to the opened directory, a link or other non-file planted at its
+/// name is removed (with a warning) and a fresh file created, owner and mode
+/// (`root:<docker gid> 0640`, so the docker group can read what dockerd's
+/// errors point to) are set on the open descriptor, and rotation renames
+/// within that directory or, failing that, truncates the file we hold open.
 #[derive(Debug)]
 pub struct LogFile {
     path: PathBuf,
+    name: std::ffi::OsString,
+    gid: u32,
     max_bytes: u64,
+    dir: Option<Dir>,
     file: Option<File>,
     size: u64,
+    /// A failure was reported and not yet followed by a success.
     failed: bool,
+    /// When to try opening again after a failure, and the wait after that.
+    retry_at: Option<Instant>,
+    retry_delay: Duration,
 }
 
 impl LogFile {
-    /// Opens (creating the directory if needed) for appending. A file that
-    /// cannot be opened is reported once; lines are then only echoed.
-    pub fn open(path: &Path, max_bytes: u64) -> LogFile {
+    /// Opens (creating the directory if needed) for appending, group `gid`
+    /// (the docker group). A file that cannot be opened is reported once;
+    /// lines are then only echoed until a reopen succeeds.
+    pub fn open(path: &Path, max_bytes: u64, gid: u32) -> LogFile {
         let mut log = LogFile {
             path: path.to_path_buf(),
+            name: path.file_name().unwrap_or_default().to_owned(),
+            gid,
             max_bytes,
+            dir: None,
             file: None,
             size: 0,
             failed: false,
+            retry_at: None,
+            retry_delay: REOPEN_FIRST_DELAY,
         };
-        log.reopen(false);
+        log.reopen();
         log
     }
 
@@ -368,30 +396,36 @@ impl LogFile {
         &self.path
     }
 
-    fn reopen(&mut self, truncate: bool) {
+    fn reopen(&mut self) {
+        self.file = None;
         let result = (|| -> io::Result<(File, u64)> {
-            if let Some(dir) = self.path.parent() {
-                std::fs::create_dir_all(dir)?;
+            if self.dir.is_none() {
+                let parent = self.path.parent().unwrap_or(Path::new("/"));
+                // The directory's own path is root's configuration: followed.
+                std::fs::create_dir_all(parent)?;
+                self.dir = Some(Dir::open(parent)?);
             }
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .truncate(false)
-                .mode(0o640)
-                .open(&self.path)?;
-            if truncate {
-                file.set_len(0)?;
-            }
+            let dir = self.dir.as_ref().expect("opened above");
+            let file = open_log_in(dir, &self.name, &self.path, self.gid)?;
             let size = file.metadata()?.len();
             Ok((file, size))
         })();
         match result {
             Ok((file, size)) => {
+                if self.failed {
+                    tracing::info!("the dockerd log {} is written again", self.path.display());
+                }
                 self.file = Some(file);
                 self.size = size;
                 self.failed = false;
+                self.retry_at = None;
+                self.retry_delay = REOPEN_FIRST_DELAY;
             }
-            Err(e) => self.fail("open", e),
+            Err(e) => {
+                // The directory may have been replaced: look it up again next time.
+                self.dir = None;
+                self.fail("open", e);
+            }
         }
     }
 
@@ -400,11 +434,15 @@ impl LogFile {
         if !self.failed {
             tracing::warn!(
                 "cannot {what} the dockerd log {}: {e}; dockerd's warnings still reach stderr \
-                 (set WS_DOCKERD_LOG to a writable path)",
+                 and ws-init keeps retrying (free disk space, or set WS_DOCKERD_LOG to a \
+                 writable path)",
                 self.path.display()
             );
         }
         self.failed = true;
+        let now = Instant::now();
+        self.retry_at = Some(now + self.retry_delay);
+        self.retry_delay = (self.retry_delay * 2).min(REOPEN_MAX_DELAY);
     }
 
     /// The rotated generation's path: `<path>.1`.
@@ -416,8 +454,11 @@ impl LogFile {
 
     /// Appends `line` and a newline.
     pub fn write_line(&mut self, line: &[u8]) {
+        if self.file.is_none() && self.retry_at.is_some_and(|at| Instant::now() >= at) {
+            self.reopen();
+        }
         let len = line.len() as u64 + 1;
-        if self.size > 0 && self.size + len > self.max_bytes {
+        if self.file.is_some() && self.size > 0 && self.size + len > self.max_bytes {
             self.rotate();
         }
         let Some(file) = self.file.as_mut() else {
@@ -433,15 +474,82 @@ impl LogFile {
     }
 
     fn rotate(&mut self) {
-        self.file = None;
-        if let Err(e) = std::fs::rename(&self.path, self.old_path()) {
-            // Keep the bound even if the old generation cannot be kept.
-            tracing::debug!("cannot rotate {}: {e}; truncating it", self.path.display());
-            self.reopen(true);
-        } else {
-            self.reopen(false);
+        let (Some(dir), Some(file)) = (self.dir.as_ref(), self.file.as_ref()) else {
+            return;
+        };
+        let mut old = self.name.clone();
+        old.push(".1");
+        match dir.rename(&self.name, &old) {
+            Ok(()) => self.reopen(),
+            Err(e) => {
+                // Keep the bound even if the old generation cannot be kept:
+                // truncate the file we hold, never a path (it may be a link now).
+                tracing::debug!("cannot rotate {}: {e}; truncating it", self.path.display());
+                match file.set_len(0) {
+                    Ok(()) => self.size = 0,
+                    Err(e) => self.fail("truncate", e),
+                }
+            }
         }
     }
+}
+
+/// Opens `name` in `dir` for appending without following a link. Anything
+/// but a regular file with one link (a symlink, a hard link to another file,
+/// a fifo) is removed with a warning and replaced by a new file.
+fn open_log_in(dir: &Dir, name: &std::ffi::OsStr, path: &Path, gid: u32) -> io::Result<File> {
+    use nix::fcntl::OFlag;
+    let flags = OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT | OFlag::O_NONBLOCK;
+    for _ in 0..3 {
+        let planted = match dir.open_file(name, flags, 0o640) {
+            Ok(file) => {
+                let meta = file.metadata()?;
+                if meta.is_file() && meta.nlink() == 1 {
+                    if nix::unistd::geteuid().is_root() {
+                        std::os::unix::fs::fchown(&file, Some(0), Some(gid))?;
+                    }
+                    file.set_permissions(std::fs::Permissions::from_mode(0o640))?;
+                    return Ok(file);
+                }
+                if meta.is_file() {
+                    "a hard link to another file"
+                } else {
+                    "not a regular file"
+                }
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => "a symbolic link",
+            // A fifo without a reader.
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => "not a regular file",
+            Err(e) => return Err(e),
+        };
+        tracing::warn!(
+            "the dockerd log {} is {planted}; ws-init does not write through it and replaces it \
+             with a new file",
+            path.display()
+        );
+        dir.unlink(name)?;
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "something keeps replacing it with a link",
+    ))
+}
+
+/// `text` with control characters (but tab) written as escapes: `\n`,
+/// `\r`, `\u{1b}`; a backslash before them stays as it is.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\t' => out.push(c),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Cuts a byte stream into lines (without `\n` or a trailing `\r`); a line
@@ -507,7 +615,10 @@ impl LogSink {
         let Some(severity) = parsed.severity() else {
             return;
         };
-        let Some(echo) = self.echo.decide(&parsed.text, now) else {
+        // dockerd's text must not pass for ws-init's own lines or drive the
+        // terminal: newlines and other control characters are shown escaped.
+        let text = escape_controls(&parsed.text);
+        let Some(echo) = self.echo.decide(&text, now) else {
             return;
         };
         let mut note = String::new();
@@ -522,8 +633,8 @@ impl LogSink {
             ));
         }
         match severity {
-            Severity::Error => tracing::error!("dockerd: {}{note}", parsed.text),
-            Severity::Warn => tracing::warn!("dockerd: {}{note}", parsed.text),
+            Severity::Error => tracing::error!("dockerd: {text}{note}"),
+            Severity::Warn => tracing::warn!("dockerd: {text}{note}"),
         }
     }
 

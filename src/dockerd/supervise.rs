@@ -35,6 +35,8 @@ pub struct DockerdSpec {
     pub socket: PathBuf,
     pub log_path: PathBuf,
     pub log_max_bytes: u64,
+    /// Group of the log file (the docker group: it may read dockerd's log).
+    pub log_gid: u32,
     /// From SIGTERM to SIGKILL when stopping.
     pub stop_timeout: Duration,
     /// Deleted before every start: a pid file left by an unclean stop makes
@@ -61,6 +63,7 @@ impl DockerdSpec {
             socket: socket.into(),
             log_path: log_path.into(),
             log_max_bytes: crate::config::DEFAULT_DOCKERD_LOG_MAX,
+            log_gid: crate::config::DEFAULT_DOCKER_GID,
             stop_timeout: crate::config::DEFAULT_STOP_TIMEOUT,
             stale_files: Vec::new(),
             pre_start: None,
@@ -163,7 +166,7 @@ impl Supervisor {
             reaper: reaper.clone(),
             endpoint: Endpoint::Unix(spec.socket.clone()),
             sink: Rc::new(RefCell::new(LogSink::new(
-                LogFile::open(&spec.log_path, spec.log_max_bytes),
+                LogFile::open(&spec.log_path, spec.log_max_bytes, spec.log_gid),
                 EchoFilter::default(),
             ))),
             spec,

@@ -66,8 +66,8 @@ pub fn probe_iptables_files(root: &Path, path_env: &str) -> IptablesProbe {
         .collect();
     IptablesProbe {
         legacy_tables_in_use,
-        iptables_path: find_in_path(root, path_env, "iptables"),
-        iptables_legacy_path: find_in_path(root, path_env, "iptables-legacy"),
+        iptables_path: super::binaries::resolve(root, path_env, "iptables").ok(),
+        iptables_legacy_path: super::binaries::resolve(root, path_env, "iptables-legacy").ok(),
         nft_works: None,
         legacy_works: None,
     }

@@ -1,12 +1,23 @@
-//! Crash-safe file replacement: write a temporary file in the same directory,
-//! fsync it, rename it over the target, fsync the directory. A reader sees the
-//! old or the new contents, never a mix, and a crash never leaves a truncated
-//! `/etc/group` or half a certificate.
+//! Files in directories a user may be able to write, handled as root without
+//! following links: every operation is relative to an opened directory
+//! ([`Dir`]), opens use `O_NOFOLLOW`, modes and owners are changed on the open
+//! descriptor, and replacement is crash-safe (write a uniquely named
+//! temporary file with `O_EXCL`, fsync it, rename it over the target, fsync
+//! the directory). A reader sees the old or the new contents, never a mix,
+//! and a crash never leaves a truncated `/etc/group` or half a certificate.
 
-use std::fs::{File, OpenOptions};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::fcntl::{AtFlags, OFlag};
+use nix::sys::stat::{FileStat, Mode};
+use nix::unistd::UnlinkatFlags;
 
 /// Mode and owner for the new file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,33 +28,230 @@ pub enum Ownership {
     Mode(u32),
 }
 
-fn temp_path(path: &Path) -> io::Result<PathBuf> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let mut tmp = std::ffi::OsString::from(".");
-    tmp.push(name);
-    tmp.push(format!(".ws-init-tmp.{}", std::process::id()));
-    Ok(path.with_file_name(tmp))
+/// The marker in our temporary names: `.<name>.ws-init-tmp.<unique>`.
+const TEMP_MARKER: &str = ".ws-init-tmp.";
+
+fn nix_io(e: nix::Error) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
 }
 
-/// Replace `path` with `contents` atomically (see module docs).
-pub fn write_atomically_with(path: &Path, contents: &[u8], ownership: Ownership) -> io::Result<()> {
-    let existing = std::fs::metadata(path).ok();
-    let (mode, owner) = match (ownership, &existing) {
-        (Ownership::Mode(m), _) => (m, None),
-        (Ownership::KeepExisting, Some(meta)) => {
-            (meta.mode() & 0o7777, Some((meta.uid(), meta.gid())))
+/// An opened directory; every path below is a single name in it.
+#[derive(Debug)]
+pub struct Dir {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Dir {
+    /// Opens `path` (links in it are followed: it comes from root's own
+    /// configuration, not from a user).
+    pub fn open(path: &Path) -> io::Result<Dir> {
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(nix_io)?;
+        Ok(Dir {
+            // SAFETY: `open` returned a fresh descriptor that nothing else owns.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens the sub-directory `name` without following a link, creating it
+    /// (mode 0755) when `create` is set and it does not exist.
+    pub fn open_sub(&self, name: &str, create: bool) -> io::Result<Dir> {
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let open = || nix::fcntl::openat(Some(self.raw()), name, flags, Mode::empty());
+        let fd = match open() {
+            Err(nix::Error::ENOENT) if create => {
+                match nix::sys::stat::mkdirat(
+                    Some(self.raw()),
+                    name,
+                    Mode::from_bits_truncate(0o755),
+                ) {
+                    Ok(()) | Err(nix::Error::EEXIST) => {}
+                    Err(e) => return Err(nix_io(e)),
+                }
+                open()
+            }
+            other => other,
         }
-        (Ownership::KeepExisting, None) => (0o644, None),
-    };
-    let tmp = temp_path(path)?;
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        .map_err(|e| match e {
+            // O_NOFOLLOW on a link, or O_DIRECTORY on a file.
+            nix::Error::ELOOP | nix::Error::ENOTDIR => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} is not a directory (a symbolic link or a file); ws-init does not follow \
+                     links there",
+                    self.path.join(name).display()
+                ),
+            ),
+            e => nix_io(e),
+        })?;
+        Ok(Dir {
+            // SAFETY: as in `open`.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            path: self.path.join(name),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn raw(&self) -> std::os::fd::RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// `lstat` of `name` (a link is reported as a link).
+    pub fn stat(&self, name: &OsStr) -> io::Result<FileStat> {
+        nix::sys::stat::fstatat(Some(self.raw()), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+            .map_err(nix_io)
+    }
+
+    /// The directory itself.
+    pub fn stat_self(&self) -> io::Result<FileStat> {
+        nix::sys::stat::fstat(self.raw()).map_err(nix_io)
+    }
+
+    /// Owned by root and writable by nobody else: no other user can plant
+    /// anything in it.
+    pub fn is_root_only(&self) -> bool {
+        self.stat_self()
+            .is_ok_and(|st| st.st_uid == 0 && st.st_mode & 0o022 == 0)
+    }
+
+    /// Opens `name` with `flags`, never following a link (`O_NOFOLLOW`: a
+    /// link gives `ELOOP`).
+    pub fn open_file(&self, name: &OsStr, flags: OFlag, mode: u32) -> io::Result<File> {
+        let fd = nix::fcntl::openat(
+            Some(self.raw()),
+            name,
+            flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(mode),
+        )
+        .map_err(nix_io)?;
+        // SAFETY: a fresh descriptor that nothing else owns.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// Reads `name`; links are followed only when `follow_links` (use it
+    /// only in a directory no other user can write, see [`Dir::is_root_only`]).
+    pub fn read(&self, name: &OsStr, follow_links: bool) -> io::Result<Vec<u8>> {
+        let flags = OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK;
+        let fd = if follow_links {
+            nix::fcntl::openat(Some(self.raw()), name, flags, Mode::empty())
+        } else {
+            nix::fcntl::openat(
+                Some(self.raw()),
+                name,
+                flags | OFlag::O_NOFOLLOW,
+                Mode::empty(),
+            )
+        }
+        .map_err(|e| match e {
+            nix::Error::ELOOP => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "it is a symbolic link in a directory other users can write; ws-init does not \
+                 follow it",
+            ),
+            e => nix_io(e),
+        })?;
+        // SAFETY: a fresh descriptor that nothing else owns.
+        let mut f = unsafe { File::from_raw_fd(fd) };
+        if !f.metadata()?.is_file() {
+            // A fifo or device would block or never end.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        let mut out = Vec::new();
+        io::Read::read_to_end(&mut f, &mut out)?;
+        Ok(out)
+    }
+
+    pub fn rename(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
+        nix::fcntl::renameat(Some(self.raw()), from, Some(self.raw()), to).map_err(nix_io)
+    }
+
+    /// Removes the entry `name` itself (a link, not its target).
+    pub fn unlink(&self, name: &OsStr) -> io::Result<()> {
+        nix::unistd::unlinkat(Some(self.raw()), name, UnlinkatFlags::NoRemoveDir).map_err(nix_io)
+    }
+
+    /// Makes renames in this directory durable.
+    pub fn sync(&self) -> io::Result<()> {
+        nix::unistd::fsync(self.raw()).map_err(nix_io)
+    }
+
+    /// Names in the directory.
+    pub fn names(&self) -> io::Result<Vec<OsString>> {
+        let dir = nix::dir::Dir::openat(
+            Some(self.raw()),
+            ".",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(nix_io)?;
+        let mut names = Vec::new();
+        for entry in dir {
+            let name = entry.map_err(nix_io)?.file_name().to_bytes().to_vec();
+            if name != b"." && name != b".." {
+                names.push(OsString::from(std::ffi::OsStr::from_bytes(&name)));
+            }
+        }
+        Ok(names)
+    }
+
+    /// Removes temporary files of ours for `target` that a crash left
+    /// behind; returns their names.
+    pub fn remove_leftover_temps(&self, target: &OsStr) -> io::Result<Vec<OsString>> {
+        let mut prefix = OsString::from(".");
+        prefix.push(target);
+        prefix.push(TEMP_MARKER);
+        let mut removed = Vec::new();
+        for name in self.names()? {
+            if name.as_bytes().starts_with(prefix.as_bytes())
+                && self
+                    .stat(&name)
+                    .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
+            {
+                self.unlink(&name)?;
+                removed.push(name);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Writes `contents` to a new temporary file beside `target`, with its
+    /// final mode and owner, synced; [`Staged::commit`] renames it over `target`.
+    pub fn stage(
+        &self,
+        target: &OsStr,
+        contents: &[u8],
+        ownership: Ownership,
+    ) -> io::Result<Staged<'_>> {
+        let existing = self
+            .stat(target)
+            .ok()
+            .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG);
+        let (mode, owner) = match (ownership, existing) {
+            (Ownership::Mode(m), _) => (m, None),
+            (Ownership::KeepExisting, Some(st)) => {
+                (st.st_mode & 0o7777, Some((st.st_uid, st.st_gid)))
+            }
+            (Ownership::KeepExisting, None) => (0o644, None),
+        };
+        let (tmp, mut f) = self.create_temp(target)?;
+        let staged = Staged {
+            dir: self,
+            tmp,
+            target: target.to_owned(),
+            done: false,
+        };
         f.write_all(contents)?;
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
@@ -51,17 +259,91 @@ pub fn write_atomically_with(path: &Path, contents: &[u8], ownership: Ownership)
         // After fchown: chown clears set-id bits, and the umask must not apply.
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-        return result;
+        Ok(staged)
     }
-    // Make the rename itself durable.
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir)?.sync_all()?;
+
+    /// A new file `.<target>.ws-init-tmp.<unique>` (mode 0600, `O_EXCL`).
+    fn create_temp(&self, target: &OsStr) -> io::Result<(OsString, File)> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        loop {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let mut name = OsString::from(".");
+            name.push(target);
+            name.push(format!(
+                "{TEMP_MARKER}{}.{nanos}.{}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            ));
+            match self.open_file(
+                &name,
+                OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL,
+                0o600,
+            ) {
+                Ok(f) => return Ok((name, f)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
-    Ok(())
+
+    /// Replaces `target` in this directory atomically (see module docs).
+    pub fn write_atomically(
+        &self,
+        target: &OsStr,
+        contents: &[u8],
+        ownership: Ownership,
+    ) -> io::Result<()> {
+        self.stage(target, contents, ownership)?.commit()?;
+        self.sync()
+    }
+}
+
+/// A temporary file written and synced, waiting to replace its target; it is
+/// removed when dropped uncommitted.
+#[derive(Debug)]
+pub struct Staged<'a> {
+    dir: &'a Dir,
+    tmp: OsString,
+    target: OsString,
+    done: bool,
+}
+
+impl Staged<'_> {
+    /// Renames the temporary file over the target (the directory is not
+    /// synced: call [`Dir::sync`] after the last commit).
+    pub fn commit(mut self) -> io::Result<()> {
+        self.dir.rename(&self.tmp, &self.target)?;
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staged<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.dir.unlink(&self.tmp);
+        }
+    }
+}
+
+fn split(path: &Path) -> io::Result<(Dir, OsString)> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    let parent = path.parent().filter(|d| !d.as_os_str().is_empty());
+    Ok((
+        Dir::open(parent.unwrap_or(Path::new(".")))?,
+        name.to_owned(),
+    ))
+}
+
+/// Replace `path` with `contents` atomically (see module docs). The last
+/// component is never followed: a link there is replaced, not written through.
+pub fn write_atomically_with(path: &Path, contents: &[u8], ownership: Ownership) -> io::Result<()> {
+    let (dir, name) = split(path)?;
+    dir.write_atomically(&name, contents, ownership)
 }
 
 /// Replace `path` keeping its mode and owner (0644 when it did not exist).
@@ -72,6 +354,7 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn keeps_mode_and_owner_and_leaves_no_temp() {
@@ -116,5 +399,51 @@ mod tests {
         assert!(write_atomically(&p, b"x").is_err());
         assert_eq!(std::fs::read_to_string(p.join("inside")).unwrap(), "keep");
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_link_at_the_target_is_replaced_not_written_through() {
+        let tmp = tempfile::tempdir().unwrap();
+        let victim = tmp.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let p = tmp.path().join("key.pem");
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        write_atomically_with(&p, b"new", Ownership::Mode(0o644)).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(std::fs::symlink_metadata(&p).unwrap().is_file());
+    }
+
+    #[test]
+    fn leftover_temps_of_ours_are_removed_and_only_those() {
+        let tmp = tempfile::tempdir().unwrap();
+        for name in [
+            ".group.ws-init-tmp.1",
+            ".group.ws-init-tmp.7.5.0",
+            ".group-",
+            "group",
+        ] {
+            std::fs::write(tmp.path().join(name), "x").unwrap();
+        }
+        let dir = Dir::open(tmp.path()).unwrap();
+        let mut removed = dir.remove_leftover_temps(OsStr::new("group")).unwrap();
+        removed.sort();
+        assert_eq!(
+            removed,
+            [".group.ws-init-tmp.1", ".group.ws-init-tmp.7.5.0"]
+        );
+        let mut left: Vec<_> = dir.names().unwrap();
+        left.sort();
+        assert_eq!(left, [".group-", "group"]);
+    }
+
+    #[test]
+    fn reading_a_link_is_refused_unless_allowed() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("real"), "r").unwrap();
+        std::os::unix::fs::symlink("real", tmp.path().join("link")).unwrap();
+        let dir = Dir::open(tmp.path()).unwrap();
+        let e = dir.read(OsStr::new("link"), false).unwrap_err();
+        assert!(e.to_string().contains("symbolic link"), "{e}");
+        assert_eq!(dir.read(OsStr::new("link"), true).unwrap(), b"r");
     }
 }

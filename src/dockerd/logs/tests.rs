@@ -182,7 +182,7 @@ fn lines_are_split_on_newlines_with_crlf_and_long_lines_cut() {
 fn the_log_file_rotates_to_one_old_generation() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sub/dockerd.log");
-    let mut log = LogFile::open(&path, 100);
+    let mut log = LogFile::open(&path, 100, 999);
     for i in 0..30 {
         log.write_line(format!("line {i:03} ........").as_bytes()); // 21 bytes with newline
     }
@@ -212,7 +212,7 @@ fn the_log_file_appends_to_what_is_there_and_counts_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dockerd.log");
     std::fs::write(&path, "x".repeat(90) + "\n").unwrap();
-    let mut log = LogFile::open(&path, 100);
+    let mut log = LogFile::open(&path, 100, 999);
     log.write_line(b"short"); // 91 + 6 = 97: fits
     assert_eq!(std::fs::read_to_string(&path).unwrap().len(), 97);
     log.write_line(b"next"); // would be 102: rotates first
@@ -224,7 +224,7 @@ fn the_log_file_appends_to_what_is_there_and_counts_it() {
 fn a_line_longer_than_the_bound_is_still_written() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dockerd.log");
-    let mut log = LogFile::open(&path, 10);
+    let mut log = LogFile::open(&path, 10, 999);
     log.write_line(b"0123456789abcdef");
     assert_eq!(
         std::fs::read_to_string(&path).unwrap(),
@@ -238,7 +238,7 @@ fn an_unwritable_log_path_does_not_stop_anything() {
     let blocker = dir.path().join("file");
     std::fs::write(&blocker, "").unwrap();
     // A directory path through a regular file cannot be created.
-    let mut log = LogFile::open(&blocker.join("dockerd.log"), 100);
+    let mut log = LogFile::open(&blocker.join("dockerd.log"), 100, 999);
     log.write_line(b"lost but harmless");
     let mut sink = LogSink::new(log, EchoFilter::default());
     sink.line(br#"level=error msg="still echoed""#, Instant::now());
@@ -248,7 +248,7 @@ fn an_unwritable_log_path_does_not_stop_anything() {
 fn the_sink_writes_every_line_to_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dockerd.log");
-    let mut sink = LogSink::new(LogFile::open(&path, 1 << 20), EchoFilter::default());
+    let mut sink = LogSink::new(LogFile::open(&path, 1 << 20, 999), EchoFilter::default());
     let now = Instant::now();
     sink.note("starting dockerd");
     sink.line(br#"time="t" level=info msg="Starting up""#, now);
@@ -275,4 +275,17 @@ fn known_benign_start_warnings_stay_in_the_file_but_errors_never_do() {
     assert_eq!(parse_line(other).severity(), Some(Severity::Warn));
     let error = r#"time="2026-11-22T21:17:11.2Z" level=error msg="devmapper not configured""#;
     assert_eq!(parse_line(error).severity(), Some(Severity::Error));
+}
+
+#[test]
+fn control_characters_are_escaped_for_the_echo() {
+    assert_eq!(escape_controls("plain\ttext"), "plain\ttext");
+    assert_eq!(
+        escape_controls("x\n INFO main command exited\r\x1b[2J"),
+        "x\\n INFO main command exited\\r\\u{1b}[2J"
+    );
+    // logfmt's `\n` is unescaped by the parser, then escaped again here.
+    let p = parse_line(r#"level=error msg="boom\n INFO main command exited with status 0""#);
+    assert!(p.text.contains('\n'));
+    assert!(!escape_controls(&p.text).contains('\n'));
 }
