@@ -11,18 +11,25 @@ use tracing::{error, info, warn};
 use crate::config::Settings;
 use crate::dockerd::{DockerdHandle, DockerdSpec, Supervisor};
 use crate::exit::{spawn_error_code, ChildExit, EXIT_USAGE};
-use crate::pid1::{self, Child, Reaper, RunAs, SignalStreams};
+use crate::pid1::signals::{self, Action, SignalFd};
+use crate::pid1::{self, Child, Incoming, Reaper, RunAs};
 use crate::plan::DockerMode;
-use crate::{bringup, docker_api, user};
+use crate::{bringup, docker_api, stop_budget, user};
 
 /// Runs the whole workspace lifetime and returns ws-init's exit status.
 pub fn run(args: Vec<OsString>, settings: Settings) -> i32 {
-    if let Err(e) = pid1::clear_inherited_signal_mask() {
-        warn!("cannot unblock inherited blocked signals ({e}); forwarding may miss some");
-    }
     let Some(rt) = runtime() else { return 1 };
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, workspace(args, settings))
+}
+
+/// Blocks every catchable signal for `ws-init CMD`: they are read from a
+/// signalfd and forwarded (pid1::signals). `main` calls it before anything
+/// else, while the process has one thread, so every thread inherits the mask.
+pub fn block_signals() {
+    if let Err(e) = pid1::signals::block_all() {
+        eprintln!("ws-init: cannot block signals to forward them ({e}); signals may end ws-init");
+    }
 }
 
 /// The current-thread runtime every ws-init command runs on; `None` after
@@ -130,9 +137,8 @@ fn workspace_user_name(settings: &Settings) -> Option<String> {
     entry.map(|e| e.name)
 }
 
-/// Deadlines of the ordered shutdown, all within `stop_timeout` of its start:
-/// the main command gets half, dockerd the rest but a reserve, and whatever is
-/// left is killed at the end.
+/// Deadlines of the ordered shutdown, all within `stop_timeout` of its start
+/// (the split is `stop_budget::split`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StopDeadlines {
     pub main: Instant,
@@ -142,11 +148,11 @@ pub struct StopDeadlines {
 
 impl StopDeadlines {
     pub fn from(start: Instant, stop_timeout: Duration) -> StopDeadlines {
-        let reserve = (stop_timeout / 8).min(Duration::from_secs(1));
+        let split = stop_budget::split(stop_timeout);
         StopDeadlines {
-            main: start + stop_timeout / 2,
-            dockerd: start + stop_timeout - reserve,
-            kill: start + stop_timeout,
+            main: start + split.main,
+            dockerd: start + split.dockerd,
+            kill: start + split.kill,
         }
     }
 }
@@ -162,20 +168,14 @@ async fn workspace(args: Vec<OsString>, settings: Settings) -> i32 {
             "cannot become child subreaper ({e}); orphans of the main command may stay zombies"
         ),
     }
-    let mut signals = match SignalStreams::install() {
-        Ok(s) => s,
+    let sigfd = match SignalFd::open() {
+        Ok(fd) => fd,
         Err(e) => {
-            error!("cannot install signal handlers: {e}");
+            error!("cannot open a signalfd to receive signals: {e}");
             return 1;
         }
     };
-    let reaper = match Reaper::start() {
-        Ok(r) => r,
-        Err(e) => {
-            error!("cannot install the SIGCHLD handler: {e}");
-            return 1;
-        }
-    };
+    let (reaper, mut inbox) = Reaper::start_with_signals(sigfd);
 
     // A user that does not exist is a configuration error: refuse it before
     // anything is started (resolved again below, after the group edits).
@@ -197,27 +197,12 @@ async fn workspace(args: Vec<OsString>, settings: Settings) -> i32 {
     let dockerd = prepared
         .as_ref()
         .and_then(|p| start_docker(&reaper, p, &settings));
-    if settings.docker_wait && prepared.as_ref().is_some_and(|p| p.plan.mode.works()) {
-        let ready = docker_api::wait_docker(&settings, DOCKER_WAIT_LIMIT);
-        tokio::pin!(ready);
-        loop {
-            tokio::select! {
-                r = &mut ready => {
-                    match r {
-                        Ok(_) => info!("Docker answers: starting the main command (WS_DOCKER_WAIT)"),
-                        Err(e) => warn!("Docker did not answer within {}s ({e}); starting the main command anyway", DOCKER_WAIT_LIMIT.as_secs()),
-                    }
-                    break;
-                }
-                sig = signals.recv() => {
-                    // No main command yet: only a stop request matters.
-                    if matches!(sig, Signal::SIGTERM | Signal::SIGINT) {
-                        info!("{} received while waiting for Docker: stopping", sig.as_str());
-                        let deadlines = StopDeadlines::from(Instant::now(), settings.stop_timeout);
-                        stop_everything(&reaper, dockerd.as_ref(), &deadlines).await;
-                        return 128 + sig as i32;
-                    }
-                }
+    if settings.docker_wait {
+        if let Some(p) = prepared.as_ref().filter(|p| p.plan.mode.works()) {
+            if let Some(signo) = wait_for_docker(p, dockerd.as_ref(), &settings, &mut inbox).await {
+                let deadlines = StopDeadlines::from(Instant::now(), settings.stop_timeout);
+                stop_everything(&reaper, dockerd.as_ref(), &deadlines).await;
+                return 128 + signo;
             }
         }
     }
@@ -259,32 +244,93 @@ async fn workspace(args: Vec<OsString>, settings: Settings) -> i32 {
         "started {program:?}"
     );
 
-    let mut stop: Option<StopDeadlines> = None;
-    let exit = loop {
+    // Until the main command exits or a stop signal arrives, every signal
+    // goes to it.
+    let deadlines = loop {
         tokio::select! {
-            exit = main.wait() => break exit,
-            sig = signals.recv() => {
-                main.signal(sig);
-                if matches!(sig, Signal::SIGTERM | Signal::SIGINT) {
-                    info!("{} received: stopping the workspace", sig.as_str());
-                    let deadlines = StopDeadlines::from(Instant::now(), settings.stop_timeout);
-                    stop = Some(deadlines);
-                    break stop_main(&mut main, &mut signals, &deadlines).await;
+            _ = main.wait() => break StopDeadlines::from(Instant::now(), settings.stop_timeout),
+            sig = inbox.recv() => {
+                deliver(&mut main, sig, true);
+                if signals::starts_stop(sig.signo) {
+                    info!("{} received: stopping the workspace", signals::name(sig.signo));
+                    break StopDeadlines::from(Instant::now(), settings.stop_timeout);
                 }
             }
         }
     };
-    info!("main command {exit}");
-    let deadlines =
-        stop.unwrap_or_else(|| StopDeadlines::from(Instant::now(), settings.stop_timeout));
+    let exit = main_share(&mut main, &mut inbox, &reaper, &deadlines).await;
     stop_everything(&reaper, dockerd.as_ref(), &deadlines).await;
     exit.exit_code()
+}
+
+/// Sends a received signal on to the main command; for SIGTSTP/SIGTTIN/
+/// SIGTTOU when ws-init is not PID 1, then stops ws-init too (`job_control`:
+/// not while the workspace is stopping, which must keep its deadlines).
+fn deliver(main: &mut Child, sig: Incoming, job_control: bool) {
+    tracing::debug!(
+        "forwarding {} to the main command",
+        signals::name(sig.signo)
+    );
+    main.signal_number(sig.signo);
+    if job_control && sig.action == Action::ForwardThenStop {
+        // Continued by SIGCONT, which then arrives here and is forwarded.
+        signals::stop_self();
+    }
+}
+
+/// `WS_DOCKER_WAIT`: holds the main command back until Docker answers, the
+/// supervisor gives up or dockerd fails before answering (no point waiting
+/// the full limit then), or the limit passes. Returns the signal number if
+/// SIGTERM/SIGINT asked to stop meanwhile.
+async fn wait_for_docker(
+    prepared: &bringup::Prepared,
+    dockerd: Option<&DockerdHandle>,
+    settings: &Settings,
+    inbox: &mut pid1::Inbox,
+) -> Option<i32> {
+    let inner =
+        !matches!(prepared.plan.mode, DockerMode::Remote { .. }) && prepared.plan.dockerd.is_some();
+    if inner && dockerd.is_none() {
+        warn!("dockerd was not started, so the main command starts without waiting for it (WS_DOCKER_WAIT)");
+        return None;
+    }
+    let ready = docker_api::wait_docker(settings, DOCKER_WAIT_LIMIT);
+    tokio::pin!(ready);
+    let failed = async {
+        match dockerd {
+            Some(h) => h.first_start().await.err(),
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(failed);
+    loop {
+        tokio::select! {
+            r = &mut ready => {
+                match r {
+                    Ok(_) => info!("Docker answers: starting the main command (WS_DOCKER_WAIT)"),
+                    Err(e) => warn!("Docker did not answer within {}s ({e}); starting the main command anyway", DOCKER_WAIT_LIMIT.as_secs()),
+                }
+                return None;
+            }
+            Some(why) = &mut failed => {
+                warn!("{why}: starting the main command without Docker (WS_DOCKER_WAIT)");
+                return None;
+            }
+            sig = inbox.recv() => {
+                // No main command yet: only a stop request matters.
+                if signals::starts_stop(sig.signo) {
+                    info!("{} received while waiting for Docker: stopping", signals::name(sig.signo));
+                    return Some(sig.signo);
+                }
+                tracing::debug!("{} received before the main command started: dropped", signals::name(sig.signo));
+            }
+        }
+    }
 }
 
 /// How long `WS_DOCKER_WAIT` holds the main command back at most: a broken
 /// daemon must not keep the workspace from starting at all.
 pub const DOCKER_WAIT_LIMIT: Duration = Duration::from_secs(60);
-
 /// Starts what the mode needs: the dockerd supervisor for an inner daemon,
 /// a one-time reachability check for a remote engine.
 fn start_docker(
@@ -355,24 +401,40 @@ async fn stop_dockerd(dockerd: Option<&DockerdHandle>, deadlines: &StopDeadlines
     }
 }
 
-/// After SIGTERM/SIGINT was forwarded: wait for the main command up to its
-/// deadline, still forwarding signals; SIGKILL it if it does not go.
-async fn stop_main(
+/// The main command's share of the stop, which has begun (it got SIGTERM,
+/// or it ended): processes entered with `docker exec` get SIGTERM now too,
+/// and both are waited for until the main deadline, still forwarding
+/// signals to the main command. It is SIGKILLed then; exec'd processes still
+/// running get SIGTERM again after dockerd, and SIGKILL at the end.
+async fn main_share(
     main: &mut Child,
-    signals: &mut SignalStreams,
+    inbox: &mut pid1::Inbox,
+    reaper: &Reaper,
     deadlines: &StopDeadlines,
 ) -> ChildExit {
-    loop {
+    let outsiders = reaper.signal_outsiders(Signal::SIGTERM);
+    if !outsiders.is_empty() {
+        info!(
+            "sent SIGTERM to {} process(es) started from outside ws-init (docker exec)",
+            outsiders.len()
+        );
+    }
+    let exit = loop {
         tokio::select! {
-            exit = main.wait() => return exit,
-            sig = signals.recv() => main.signal(sig),
+            exit = main.wait() => break exit,
+            sig = inbox.recv() => deliver(main, sig, false),
             _ = tokio::time::sleep_until(deadlines.main) => {
-                warn!("main command still running at the stop deadline: sending SIGKILL");
+                warn!("main command still running at its stop deadline: sending SIGKILL");
                 main.signal(Signal::SIGKILL);
-                return main.wait().await;
+                break main.wait().await;
             }
         }
+    };
+    info!("main command {exit}");
+    if !outsiders.is_empty() && !reaper.wait_gone(&outsiders, deadlines.main).await {
+        warn!("processes started with docker exec still running at the main command's deadline");
     }
+    exit
 }
 
 /// The ordered stop once the main command is gone (or never started):
@@ -401,15 +463,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stop_deadlines_split_the_timeout_in_order() {
+    fn stop_deadlines_follow_the_budget_split_in_order() {
         let t0 = Instant::now();
         let d = StopDeadlines::from(t0, Duration::from_secs(8));
-        assert_eq!(d.main, t0 + Duration::from_secs(4));
-        assert_eq!(d.dockerd, t0 + Duration::from_secs(7));
+        assert_eq!(d.main, t0 + Duration::from_secs(2));
+        assert_eq!(d.dockerd, t0 + Duration::from_millis(7500));
         assert_eq!(d.kill, t0 + Duration::from_secs(8));
-        let z = StopDeadlines::from(t0, Duration::ZERO);
-        assert!(z.main == t0 && z.dockerd == t0 && z.kill == t0);
-        let small = StopDeadlines::from(t0, Duration::from_secs(2));
-        assert!(small.main <= small.dockerd && small.dockerd <= small.kill);
+        let small = StopDeadlines::from(t0, crate::config::MIN_STOP_TIMEOUT);
+        assert!(small.main < small.dockerd && small.dockerd < small.kill);
     }
 }

@@ -14,6 +14,9 @@ pub const DEFAULT_DOCKER_GID: u32 = 999;
 /// Default grace for the whole shutdown; below `docker stop`'s 10 s so the
 /// ordered stop finishes before the engine's SIGKILL.
 pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(8);
+/// The shortest stop budget the ordered stop fits in (main command, dockerd,
+/// the rest, each with some time); less is refused at start.
+pub const MIN_STOP_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_DOCKERD_LOG: &str = "/var/log/dockerd.log";
 /// Size at which the dockerd log is rotated (one old generation kept).
 pub const DEFAULT_DOCKERD_LOG_MAX: u64 = 10 * 1024 * 1024;
@@ -71,6 +74,8 @@ pub struct Settings {
     pub stop_timeout: Duration,
     /// `WS_LOG_LEVEL`.
     pub log_level: LogLevel,
+    /// `WS_LOG_LEVEL` was given (non-empty): on a terminal, too.
+    pub log_level_set: bool,
     /// `WS_LOG_FORMAT`.
     pub log_format: LogFormat,
     /// `WS_DOCKERD_LOG`: dockerd's log file.
@@ -97,6 +102,7 @@ impl Default for Settings {
             dockerd_args: Vec::new(),
             stop_timeout: DEFAULT_STOP_TIMEOUT,
             log_level: LogLevel::Info,
+            log_level_set: false,
             log_format: LogFormat::Text,
             dockerd_log: PathBuf::from(DEFAULT_DOCKERD_LOG),
             docker_host: None,
@@ -289,8 +295,16 @@ impl Settings {
         }
         if let Some(v) = get("WS_STOP_TIMEOUT") {
             s.stop_timeout = parse_seconds("WS_STOP_TIMEOUT", v)?;
+            if s.stop_timeout < MIN_STOP_TIMEOUT {
+                return Err(err(
+                    "WS_STOP_TIMEOUT",
+                    v,
+                    "expected at least 2 seconds (the ordered stop of the main command, dockerd and the rest needs them), for example 8",
+                ));
+            }
         }
         if let Some(v) = get("WS_LOG_LEVEL") {
+            s.log_level_set = !v.trim().is_empty();
             s.log_level = match v.trim().to_ascii_lowercase().as_str() {
                 "error" => LogLevel::Error,
                 "warn" | "warning" => LogLevel::Warn,
@@ -439,13 +453,18 @@ mod tests {
             Duration::from_secs(3)
         );
         assert_eq!(
-            parse(&[("WS_STOP_TIMEOUT", "0.5")]).unwrap().stop_timeout,
-            Duration::from_millis(500)
+            parse(&[("WS_STOP_TIMEOUT", "2.5")]).unwrap().stop_timeout,
+            Duration::from_millis(2500)
         );
         assert_eq!(
-            parse(&[("WS_STOP_TIMEOUT", "0")]).unwrap().stop_timeout,
-            Duration::ZERO
+            parse(&[("WS_STOP_TIMEOUT", "2")]).unwrap().stop_timeout,
+            MIN_STOP_TIMEOUT
         );
+        for short in ["0", "0.4", "1.99"] {
+            let e = parse(&[("WS_STOP_TIMEOUT", short)]).unwrap_err();
+            assert_eq!(e.var, "WS_STOP_TIMEOUT", "{short}");
+            assert!(e.to_string().contains("at least 2 seconds"), "{e}");
+        }
         for bad in ["-3", "abc", "", "1e9", "NaN", "inf"] {
             let e = parse(&[("WS_STOP_TIMEOUT", bad)]).unwrap_err();
             assert_eq!(e.var, "WS_STOP_TIMEOUT", "{bad}");
@@ -570,6 +589,10 @@ mod tests {
             (s.log_level, s.log_format),
             (LogLevel::Debug, LogFormat::Json)
         );
+        assert!(s.log_level_set);
+        assert!(!parse(&[]).unwrap().log_level_set);
+        assert!(!parse(&[("WS_LOG_LEVEL", "")]).unwrap().log_level_set);
+        assert!(parse(&[("WS_LOG_LEVEL", "info")]).unwrap().log_level_set);
         assert!(parse(&[("WS_LOG_LEVEL", "loud")]).is_err());
         assert!(parse(&[("WS_LOG_FORMAT", "xml")]).is_err());
     }

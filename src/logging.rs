@@ -1,6 +1,6 @@
 //! ws-init's own log lines: one per event, on stderr, text or JSON.
 
-use crate::config::{LogFormat, LogLevel};
+use crate::config::{LogFormat, LogLevel, Settings};
 use tracing::level_filters::LevelFilter;
 
 fn filter(level: LogLevel) -> LevelFilter {
@@ -13,14 +13,28 @@ fn filter(level: LogLevel) -> LevelFilter {
     }
 }
 
+/// The level in effect. On a terminal (`docker run -it IMAGE bash`) our
+/// lines would land in the user's session, so the default there is `warn`:
+/// warnings and errors still show, INFO lines do not. A detached workspace
+/// (`docker logs`) keeps INFO; an explicit `WS_LOG_LEVEL` always wins.
+pub fn effective_level(level: LogLevel, level_set: bool, stderr_is_terminal: bool) -> LogLevel {
+    if stderr_is_terminal && !level_set && level == LogLevel::Info {
+        LogLevel::Warn
+    } else {
+        level
+    }
+}
+
 /// Installs the global subscriber. Lines are prefixed `ws-init` in text mode
 /// so they stand out among the main command's output on the same terminal.
-pub fn init(level: LogLevel, format: LogFormat) {
+pub fn init(settings: &Settings) {
+    let on_terminal = nix::unistd::isatty(2).unwrap_or(false);
+    let level = effective_level(settings.log_level, settings.log_level_set, on_terminal);
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_max_level(filter(level))
         .with_target(false);
-    let _ = match format {
+    let _ = match settings.log_format {
         LogFormat::Text => builder
             .with_ansi(false)
             .event_format(
@@ -37,4 +51,27 @@ pub fn init(level: LogLevel, format: LogFormat) {
             .with_current_span(false)
             .try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_terminal_hides_info_unless_asked_for() {
+        assert_eq!(effective_level(LogLevel::Info, false, true), LogLevel::Warn);
+        assert_eq!(
+            effective_level(LogLevel::Info, false, false),
+            LogLevel::Info
+        );
+        assert_eq!(effective_level(LogLevel::Info, true, true), LogLevel::Info);
+        assert_eq!(
+            effective_level(LogLevel::Debug, true, true),
+            LogLevel::Debug
+        );
+        assert_eq!(
+            effective_level(LogLevel::Error, true, true),
+            LogLevel::Error
+        );
+    }
 }

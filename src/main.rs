@@ -13,6 +13,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE as u8);
         }
     };
+    if matches!(invocation, Invocation::Run(_)) {
+        // First, while ws-init has one thread: every thread inherits the mask.
+        ws_init::app::block_signals();
+    }
     match invocation {
         Invocation::Help => {
             println!("{}", cli::USAGE);
@@ -32,7 +36,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE as u8);
         }
     };
-    ws_init::logging::init(settings.log_level, settings.log_format);
+    ws_init::logging::init(&settings);
     let code = match invocation {
         Invocation::Run(cmd) => ws_init::app::run(cmd, settings),
         Invocation::Doctor { json } => ws_init::app::doctor(&settings, json),

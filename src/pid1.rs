@@ -11,6 +11,12 @@
 //!   every SIGCHLD, because SIGCHLDs coalesce.
 //! - children start with default signal dispositions, an empty mask, no
 //!   ws-init fds (std opens everything CLOEXEC) and the caller's cwd.
+//! - signals are read from a signalfd ([`signals`]); SIGCHLD drives the
+//!   reaper, every other catchable signal goes to the lead through an
+//!   [`Inbox`].
+
+pub mod procs;
+pub mod signals;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -25,22 +31,12 @@ use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
 use crate::exit::ChildExit;
-
-/// Signals forwarded to the main command (the list).
-pub const FORWARDED_SIGNALS: [Signal; 7] = [
-    Signal::SIGTERM,
-    Signal::SIGINT,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-];
+pub use procs::{descendants, descendants_of, parse_stat_ppid};
+use signals::{Action, SignalFd};
 
 #[derive(Default)]
 struct Table {
@@ -104,21 +100,98 @@ impl Child {
 
     /// Sends a signal; a process that is already gone is not an error.
     pub fn signal(&mut self, sig: Signal) {
+        self.signal_number(sig as i32);
+    }
+
+    /// Sends signal number `signo` (real-time ones included). No await
+    /// between the check and the kill: on this single-threaded runtime the
+    /// reaper cannot reap the pid (which could then be reused) in between.
+    pub fn signal_number(&mut self, signo: i32) {
         if self.try_exit().is_none() {
-            let _ = kill(Pid::from_raw(self.pid), sig);
+            // SAFETY: plain kill; a pid of ours that is not reaped yet.
+            unsafe {
+                libc::kill(self.pid, signo);
+            }
+        }
+    }
+}
+
+/// A signal for the lead, with what to do about it ([`signals::action`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Incoming {
+    pub signo: i32,
+    pub action: Action,
+}
+
+/// The signals other than SIGCHLD, in the order they arrived.
+pub struct Inbox {
+    rx: mpsc::UnboundedReceiver<Incoming>,
+}
+
+impl Inbox {
+    /// The next signal; never resolves if the reading task is gone.
+    pub async fn recv(&mut self) -> Incoming {
+        match self.rx.recv().await {
+            Some(sig) => sig,
+            None => std::future::pending().await,
         }
     }
 }
 
 impl Reaper {
-    /// Installs the SIGCHLD handler and starts the reap loop as a local task.
-    /// Must run inside a `LocalSet` on a runtime with signals enabled.
-    pub fn start() -> io::Result<Reaper> {
-        let mut sigchld = signal(SignalKind::child())?;
-        let reaper = Reaper {
+    fn new() -> Reaper {
+        Reaper {
             table: Rc::new(RefCell::new(Table::default())),
             reaped: Rc::new(Notify::new()),
-        };
+        }
+    }
+
+    /// ws-init's core: one local task reads `sigfd` (every catchable signal,
+    /// blocked by [`signals::block_all`]), reaps on SIGCHLD and hands every
+    /// other signal to the returned [`Inbox`]. Must run inside a `LocalSet`.
+    pub fn start_with_signals(sigfd: SignalFd) -> (Reaper, Inbox) {
+        let reaper = Reaper::new();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = reaper.clone();
+        let own_pid = std::process::id() as i32;
+        tokio::task::spawn_local(async move {
+            // Children may have ended before the descriptor existed.
+            task.reap_all();
+            loop {
+                match sigfd.recv().await {
+                    Ok(r) => match signals::action(r.signo, r.sender, own_pid) {
+                        Action::Reap => task.reap_all(),
+                        Action::Drop => tracing::trace!(
+                            "{} raised by ws-init itself: not forwarded",
+                            signals::name(r.signo)
+                        ),
+                        action => {
+                            let _ = tx.send(Incoming {
+                                signo: r.signo,
+                                action,
+                            });
+                        }
+                    },
+                    Err(e) => {
+                        // Not expected; keep reaping so the workspace lives on.
+                        tracing::error!("cannot read signals: {e}; reaping every 100 ms instead, signals are no longer forwarded");
+                        loop {
+                            task.reap_all();
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+            }
+        });
+        (reaper, Inbox { rx })
+    }
+
+    /// A reaper driven by a SIGCHLD handler, for a process that does not
+    /// block its signals (tests that embed the supervisor). Must run inside
+    /// a `LocalSet` on a runtime with signals enabled.
+    pub fn start() -> io::Result<Reaper> {
+        let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
+        let reaper = Reaper::new();
         let task = reaper.clone();
         tokio::task::spawn_local(async move {
             loop {
@@ -197,22 +270,67 @@ impl Reaper {
         self.table.borrow().has_children
     }
 
-    /// Waits until no child is left, or the deadline passes. True if none is left.
-    pub async fn wait_no_children(&self, deadline: Instant) -> bool {
+    /// Whether nothing but ws-init is left: no child, and as PID 1 with our
+    /// own `/proc`, no other live process in the namespace either (those
+    /// entered with `docker exec` are not our children).
+    pub fn nothing_left(&self) -> bool {
+        self.reap_all();
+        if self.has_children() {
+            return false;
+        }
+        match whole_namespace() {
+            Some(me) => procs::others(&procs::read_table(Path::new("/proc")), me).is_empty(),
+            None => true,
+        }
+    }
+
+    /// Waits until `done` holds (checked after every reap, and every 50 ms
+    /// for processes that are not our children), or the deadline passes.
+    /// Returns whether it held.
+    async fn wait_until(&self, deadline: Instant, mut done: impl FnMut(&Reaper) -> bool) -> bool {
         loop {
-            self.reap_all();
-            if !self.has_children() {
+            if done(self) {
                 return true;
             }
-            // Created after reaping: a `Notified` counts every notify_waiters
-            // from its creation on, so an earlier one would fire at once.
-            // Single-threaded, nothing can be reaped between the two lines.
-            let notified = self.reaped.notified();
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                self.reap_all();
-                return !self.has_children();
+            if Instant::now() >= deadline {
+                return false;
             }
+            // Created after checking: a `Notified` counts every notify_waiters
+            // from its creation on. Single-threaded, nothing is reaped between.
+            let notified = self.reaped.notified();
+            let poll = (Instant::now() + Duration::from_millis(50)).min(deadline);
+            let _ = tokio::time::timeout_at(poll, notified).await;
         }
+    }
+
+    /// Waits until nothing is left ([`Reaper::nothing_left`]), or the
+    /// deadline passes. True if nothing is left.
+    pub async fn wait_nothing_left(&self, deadline: Instant) -> bool {
+        self.wait_until(deadline, Reaper::nothing_left).await
+    }
+
+    /// As PID 1: sends `sig` to every process that entered the namespace
+    /// from outside (`docker exec`), with its children. They are not in our
+    /// tree, so without this they would get nothing before the kernel's
+    /// SIGKILL when PID 1 exits. Returns their pids (none when not PID 1).
+    pub fn signal_outsiders(&self, sig: Signal) -> Vec<i32> {
+        let Some(me) = whole_namespace() else {
+            return Vec::new();
+        };
+        let pids = procs::outsiders(&procs::read_table(Path::new("/proc")), me);
+        for pid in &pids {
+            let _ = kill(Pid::from_raw(*pid), sig);
+        }
+        pids
+    }
+
+    /// Waits until none of `pids` is alive any more, or the deadline passes.
+    pub async fn wait_gone(&self, pids: &[i32], deadline: Instant) -> bool {
+        self.wait_until(deadline, |_| {
+            let table = procs::read_table(Path::new("/proc"));
+            !table.iter().any(|p| p.alive() && pids.contains(&p.pid))
+        })
+        .await
     }
 
     /// Signals every process left: the whole PID namespace when we are PID 1
@@ -221,8 +339,7 @@ impl Reaper {
     pub fn signal_remaining(&self, sig: Signal) -> usize {
         let me = std::process::id() as i32;
         if me == 1 {
-            self.reap_all();
-            if !self.has_children() {
+            if self.nothing_left() {
                 return 0;
             }
             match kill(Pid::from_raw(-1), sig) {
@@ -238,69 +355,28 @@ impl Reaper {
         }
     }
 
-    /// SIGTERM to everything left, then SIGKILL at the deadline.
+    /// SIGTERM to everything left, then SIGKILL at the deadline. Returns
+    /// when nothing is left (never earlier), or shortly after the SIGKILL.
     pub async fn terminate_remaining(&self, deadline: Instant) {
-        self.reap_all();
-        if !self.has_children() {
+        if self.nothing_left() {
             return;
         }
         self.signal_remaining(Signal::SIGTERM);
-        if self.wait_no_children(deadline).await {
+        if self.wait_nothing_left(deadline).await {
             return;
         }
         tracing::warn!("processes still running after the stop timeout: sending SIGKILL");
         self.signal_remaining(Signal::SIGKILL);
         // SIGKILL cannot be refused; a short bound only guards against D-state.
-        self.wait_no_children(Instant::now() + Duration::from_secs(2))
+        self.wait_nothing_left(Instant::now() + Duration::from_secs(2))
             .await;
     }
 }
 
-/// PIDs of every descendant of `root`, read from `proc` (`/proc` in production).
-pub fn descendants(proc: &Path, root: i32) -> Vec<i32> {
-    let mut parent_of = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(proc) {
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            if let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) {
-                if let Some(ppid) = parse_stat_ppid(&stat) {
-                    parent_of.push((pid, ppid));
-                }
-            }
-        }
-    }
-    descendants_of(&parent_of, root)
-}
-
-/// Pure: descendants of `root` in a (pid, ppid) list.
-pub fn descendants_of(parent_of: &[(i32, i32)], root: i32) -> Vec<i32> {
-    let mut found = vec![root];
-    let mut i = 0;
-    while i < found.len() {
-        let p = found[i];
-        found.extend(
-            parent_of
-                .iter()
-                .filter(|(_, pp)| *pp == p)
-                .map(|(pid, _)| *pid),
-        );
-        i += 1;
-    }
-    found.remove(0);
-    found
-}
-
-/// The parent PID from a `/proc/PID/stat` line. The command name may contain
-/// spaces and parentheses, so fields are counted after the last `)`.
-pub fn parse_stat_ppid(stat: &str) -> Option<i32> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
+/// Our pid when we are PID 1 and `/proc` is our namespace's, so that every
+/// process in it is ours to see and signal; `None` otherwise.
+fn whole_namespace() -> Option<i32> {
+    (std::process::id() == 1 && procs::proc_is_ours(Path::new("/proc"))).then_some(1)
 }
 
 /// Who the main command runs as.
@@ -351,9 +427,9 @@ pub fn configure_child(cmd: &mut Command, run_as: Option<&RunAs>, foreground_tty
                     set_signal_disposition(sig, libc::SIG_DFL);
                 }
             }
-            let mut empty: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut empty);
-            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            // ws-init blocks every signal (32..=34 included, which libc's
+            // sigprocmask would keep): the raw system call clears them all.
+            signals::clear_mask();
             if let Some((uid, gid, groups)) = &ids {
                 if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
                     return Err(io::Error::last_os_error());
@@ -402,14 +478,6 @@ pub fn set_signal_disposition(sig: i32, handler: libc::sighandler_t) -> i32 {
     }
 }
 
-/// Unblocks every signal in ws-init itself: a mask inherited from the parent
-/// survives exec, and a blocked SIGTERM would never reach the handlers.
-/// Call before the runtime starts any thread.
-pub fn clear_inherited_signal_mask() -> io::Result<()> {
-    use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(io::Error::from)
-}
-
 /// Whether fd 0 is a terminal we can hand to the main command.
 pub fn stdin_is_tty() -> bool {
     nix::unistd::isatty(0).unwrap_or(false)
@@ -425,79 +493,4 @@ pub fn become_subreaper_if_needed() -> io::Result<bool> {
         return Err(io::Error::last_os_error());
     }
     Ok(true)
-}
-
-/// Streams of the signals ws-init handles; created before anything is spawned
-/// so no signal is lost in between.
-pub struct SignalStreams {
-    streams: Vec<(Signal, tokio::signal::unix::Signal)>,
-}
-
-impl SignalStreams {
-    pub fn install() -> io::Result<SignalStreams> {
-        let mut streams = Vec::new();
-        for sig in FORWARDED_SIGNALS {
-            streams.push((sig, signal(SignalKind::from_raw(sig as i32))?));
-        }
-        Ok(SignalStreams { streams })
-    }
-
-    /// The next signal received, of any of the handled kinds.
-    pub async fn recv(&mut self) -> Signal {
-        let polls = self.streams.iter_mut().map(|(sig, stream)| {
-            let sig = *sig;
-            Box::pin(async move {
-                stream.recv().await;
-                sig
-            })
-        });
-        futures_select_all(polls).await
-    }
-}
-
-/// Minimal select over a list of futures (avoids a dependency on `futures`).
-async fn futures_select_all<F: std::future::Future<Output = Signal> + Unpin>(
-    futs: impl Iterator<Item = F>,
-) -> Signal {
-    let mut futs: Vec<F> = futs.collect();
-    std::future::poll_fn(move |cx| {
-        for f in futs.iter_mut() {
-            if let std::task::Poll::Ready(v) = std::pin::Pin::new(f).poll(cx) {
-                return std::task::Poll::Ready(v);
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stat_ppid_survives_odd_command_names() {
-        assert_eq!(parse_stat_ppid("123 (sleep) S 45 123 45 0"), Some(45));
-        assert_eq!(parse_stat_ppid("7 (a) b) (c) R 1 7 7 0"), Some(1));
-        assert_eq!(parse_stat_ppid("garbage"), None);
-    }
-
-    #[test]
-    fn descendants_walks_the_whole_tree_only() {
-        let table = [(10, 1), (11, 10), (12, 11), (13, 10), (20, 1), (21, 20)];
-        let mut d = descendants_of(&table, 10);
-        d.sort();
-        assert_eq!(d, vec![11, 12, 13]);
-        assert!(descendants_of(&table, 12).is_empty());
-    }
-
-    #[test]
-    fn descendants_of_this_process_finds_a_real_child() {
-        let mut child = Command::new("sleep").arg("5").spawn().unwrap();
-        let me = std::process::id() as i32;
-        let found = descendants(Path::new("/proc"), me);
-        assert!(found.contains(&(child.id() as i32)), "{found:?}");
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
 }

@@ -326,12 +326,11 @@ fn iptables_decision(p: &SystemProbe, s: &Settings) -> Option<IptablesDecision> 
 }
 
 /// dockerd's `--shutdown-timeout` (how long inner containers get after
-/// SIGTERM): half of our stop budget. dockerd's own deadline is almost the
-/// whole budget, so after killing its containers it still has time to clean
-/// up; with only 1 s left a loaded machine overran it and the next start
-/// paid for the mess (seen in the restart benchmark).
+/// SIGTERM): what the stop budget leaves once the main command's quarter and
+/// dockerd's own reserve are taken (see `stop_budget`), so it holds whatever
+/// the main command does and dockerd still ends by itself.
 pub fn shutdown_timeout_secs(stop_timeout: Duration) -> u64 {
-    (stop_timeout.as_secs() / 2).max(1)
+    crate::stop_budget::split(stop_timeout).inner_containers_secs
 }
 
 pub fn dockerd_plan(p: &SystemProbe, s: &Settings, iptables_legacy: bool) -> DockerdPlan {

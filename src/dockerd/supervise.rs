@@ -137,6 +137,30 @@ impl DockerdHandle {
         }
     }
 
+    /// Waits for the first start's outcome: dockerd answers (its pid), or
+    /// why not: the supervisor gave up (program missing or not executable),
+    /// or dockerd exited before it answered (it is retried meanwhile, with
+    /// backoff), or it was stopped.
+    pub async fn first_start(&self) -> Result<i32, String> {
+        let mut rx = self.state.clone();
+        let state = rx
+            .wait_for(|s| !matches!(s, State::Starting { .. }))
+            .await
+            .map(|s| s.clone())
+            .unwrap_or(State::Stopped);
+        match state {
+            State::Ready { pid } => Ok(pid),
+            State::Failed { reason } => Err(format!("dockerd cannot start ({reason})")),
+            State::Restarting { .. } => Err(match self.last_exit.get() {
+                Some(exit) => {
+                    format!("dockerd {exit} before it answered; it is restarted in the background")
+                }
+                None => "dockerd failed to start; it is retried in the background".to_string(),
+            }),
+            State::Stopped | State::Starting { .. } => Err("dockerd was stopped".to_string()),
+        }
+    }
+
     /// Stops dockerd for good: SIGTERM (it stops its containers), SIGKILL
     /// after the spec's stop timeout. Returns how the last dockerd ended, if
     /// one was running. Safe to call more than once.
