@@ -489,6 +489,7 @@ fn inner_daemon_steps(
     sysbox: bool,
     legacy: bool,
 ) -> Vec<PlannedStep> {
+    let ipt_on = !dockerd_args::user_disabled_iptables(&s.dockerd_args);
     let mut steps = Vec::new();
     let stale: Vec<PathBuf> = p
         .pid_files
@@ -561,12 +562,21 @@ fn inner_daemon_steps(
             false,
             "dockerd must use the same iptables backend as the rules already in the kernel",
         ));
-        let set = alternatives_to_set(p, "legacy");
+    }
+    // dockerd runs the plain `iptables` for nft: only DOCKER_IPTABLES_LEGACY="" (nft asked
+    // for by name) must move an image whose alternatives point at legacy.
+    let variant = if legacy {
+        Some("legacy")
+    } else {
+        (s.iptables_legacy == Some(false)).then_some("nft")
+    };
+    if let Some(variant) = variant.filter(|_| ipt_on) {
+        let set = alternatives_to_set(p, variant);
         if !set.is_empty() {
             steps.push(step(
                 Step::SetIptablesAlternatives { set },
                 true,
-                "the workspace's own iptables command shows the rules dockerd makes (legacy)",
+                format!("the workspace's own iptables command shows the rules dockerd makes ({variant})"),
             ));
         }
     }
