@@ -149,6 +149,7 @@ pub fn step_name(step: &Step) -> &'static str {
         Step::RemountCgroupV1Rw { .. } => "remount-cgroup-v1-rw",
         Step::MakeRootRshared => "make-root-rshared",
         Step::IptablesLegacyLinks { .. } => "iptables-legacy-links",
+        Step::SetIptablesAlternatives { .. } => "set-iptables-alternatives",
         Step::GenerateTls { .. } => "generate-tls",
         Step::EnsureDockerGroup { .. } => "ensure-docker-group",
         Step::AddUserToSocketGroup { .. } => "add-user-to-socket-group",
@@ -209,6 +210,10 @@ fn apply_step(step: &Step, user_name: Option<&str>) -> Result<String, String> {
                 Err(e) => warn!("iptables --version failed: {e}"),
             }
             Ok(format!("links in {}", dir.display()))
+        }
+        Step::SetIptablesAlternatives { set } => {
+            prepare::set_iptables_alternatives(set).map_err(|e| e.to_string())?;
+            Ok(format!("alternatives set: {set:?}"))
         }
         Step::GenerateTls { dir, extra_sans } => {
             let t = Instant::now();

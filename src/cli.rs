@@ -66,6 +66,15 @@ pub fn parse(args: &[OsString]) -> Result<Invocation, UsageError> {
             };
             Ok(Invocation::WaitDocker { timeout })
         }
+        // `docker run IMAGE ws-init doctor`: the entrypoint is ws-init, so the
+        // command would run doctor as the workspace user, who sees neither
+        // root's capabilities nor what PID 1 does. PID 1 runs doctor itself.
+        Some(s)
+            if std::path::Path::new(s).file_name() == Some("ws-init".as_ref())
+                && rest.first().is_some_and(|a| a == "doctor") =>
+        {
+            parse(rest)
+        }
         Some(s) if s.starts_with('-') => Err(UsageError(format!(
             "unknown option {s:?}; to run a program whose name starts with '-', put -- before it"
         ))),
@@ -113,6 +122,19 @@ mod tests {
             Invocation::Doctor { json: true }
         );
         assert!(p(&["doctor", "--yaml"]).is_err());
+        // The image's entrypoint is ws-init: `docker run IMAGE ws-init doctor`.
+        assert_eq!(
+            p(&["ws-init", "doctor", "--json"]).unwrap(),
+            Invocation::Doctor { json: true }
+        );
+        assert_eq!(
+            p(&["/usr/local/bin/ws-init", "doctor"]).unwrap(),
+            Invocation::Doctor { json: false }
+        );
+        assert_eq!(
+            p(&["ws-init", "bash"]).unwrap(),
+            Invocation::Run(vec!["ws-init".into(), "bash".into()])
+        );
     }
 
     #[test]

@@ -47,9 +47,37 @@ pub struct DoctorReport {
     pub storage_is_volume: bool,
     pub mtu_interface: Option<String>,
     pub mtu: Option<u32>,
+    pub containerd_storage_path: String,
+    pub containerd_storage_fs: Option<String>,
+    pub versions: crate::probe::VersionsProbe,
+    pub ip6tables: Option<crate::plan::Ip6tablesDecision>,
+    pub daemon_json: DaemonJsonSummary,
     pub steps: Vec<crate::plan::PlannedStep>,
     pub dockerd_command: Option<Vec<String>>,
     pub problems: Vec<Problem>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DaemonJsonSummary {
+    pub path: String,
+    pub present: bool,
+    pub keys: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// Doctor run by someone else than PID 1 (`docker exec -u workspace`, or a
+/// shell): say whose view this is and how to get PID 1's.
+fn viewpoint_note(probe: &SystemProbe) -> Option<String> {
+    if probe.euid == probe.pid1_euid || probe.pid1_comm.as_deref() != Some("ws-init") {
+        return None;
+    }
+    Some(format!(
+        "doctor runs as uid {}, while ws-init (PID 1) runs as uid {}: this report is what uid {} sees, not what ws-init sees. For ws-init's view run `docker exec CONTAINER ws-init doctor` (docker exec runs as root), or `docker run --rm IMAGE ws-init doctor` with the container's options",
+        probe.euid.map_or("?".into(), |u| u.to_string()),
+        probe.pid1_euid.map_or("?".into(), |u| u.to_string()),
+        probe.euid.map_or("?".into(), |u| u.to_string()),
+    ))
 }
 
 pub fn report(probe: &SystemProbe, plan: &Plan, settings: &Settings) -> DoctorReport {
@@ -77,6 +105,10 @@ pub fn report(probe: &SystemProbe, plan: &Plan, settings: &Settings) -> DoctorRe
         message: e.clone(),
         fix: None,
     }));
+    let notes: Vec<String> = viewpoint_note(probe)
+        .into_iter()
+        .chain(plan.notes.iter().cloned())
+        .collect();
     let paths = |v: &[std::path::PathBuf]| v.iter().map(|p| p.display().to_string()).collect();
     DoctorReport {
         schema_version: SCHEMA_VERSION,
@@ -103,6 +135,16 @@ pub fn report(probe: &SystemProbe, plan: &Plan, settings: &Settings) -> DoctorRe
         storage_is_volume: probe.docker_storage.is_mount_point,
         mtu_interface: probe.net.default_route_interface.clone(),
         mtu: probe.net.default_route_mtu,
+        containerd_storage_path: probe.containerd_storage.path.display().to_string(),
+        containerd_storage_fs: probe.containerd_storage.fs_type.clone(),
+        versions: probe.versions.clone(),
+        ip6tables: plan.ip6tables.clone(),
+        daemon_json: DaemonJsonSummary {
+            path: probe.daemon_json.path.display().to_string(),
+            present: probe.daemon_json.present,
+            keys: probe.daemon_json.keys.clone(),
+            error: probe.daemon_json.error.clone(),
+        },
         steps: plan.steps.clone(),
         dockerd_command: plan.dockerd.as_ref().map(|d| {
             std::iter::once(d.program.display().to_string())
@@ -110,6 +152,19 @@ pub fn report(probe: &SystemProbe, plan: &Plan, settings: &Settings) -> DoctorRe
                 .collect()
         }),
         problems,
+        notes,
+    }
+}
+
+fn version_text(v: &crate::probe::ComponentVersion) -> String {
+    match (&v.version, &v.binary) {
+        (Some(ver), Some(b)) => format!(
+            "{ver} ({}, package {})",
+            b.display(),
+            v.package.as_deref().unwrap_or("?")
+        ),
+        (None, Some(b)) => format!("unknown ({} is not from a package)", b.display()),
+        _ => "not found".into(),
     }
 }
 
@@ -190,6 +245,13 @@ fn step_text(s: &Step) -> String {
         Step::IptablesLegacyLinks { dir } => format!(
             "put iptables-legacy links in {} first on PATH",
             dir.display()
+        ),
+        Step::SetIptablesAlternatives { set } => format!(
+            "update-alternatives --set {}",
+            set.iter()
+                .map(|(n, p)| format!("{n} {}", p.display()))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         Step::GenerateTls { dir, .. } => format!("generate TLS certificates in {}", dir.display()),
         Step::EnsureDockerGroup { gid } => {
@@ -291,6 +353,35 @@ pub fn render_text(r: &DoctorReport) -> String {
             _ => "no default route".into(),
         },
     );
+    row(
+        "ip6tables",
+        match &r.ip6tables {
+            Some(d) if d.disable => format!(
+                "off (--ip6tables=false) — {}; IPv6 inner networks are unavailable",
+                d.reason
+            ),
+            Some(d) => format!("dockerd's choice — {}", d.reason),
+            None => "not used".into(),
+        },
+    );
+    row(
+        "daemon.json",
+        match (&r.daemon_json.error, r.daemon_json.present) {
+            (Some(e), _) => format!("{} UNUSABLE: {e}", r.daemon_json.path),
+            (None, true) if r.daemon_json.keys.is_empty() => {
+                format!("{} (no settings)", r.daemon_json.path)
+            }
+            (None, true) => format!(
+                "{} sets {} (ws-init leaves those flags out)",
+                r.daemon_json.path,
+                r.daemon_json.keys.join(", ")
+            ),
+            (None, false) => format!("{} (none)", r.daemon_json.path),
+        },
+    );
+    row("dockerd ver", version_text(&r.versions.dockerd));
+    row("containerd", version_text(&r.versions.containerd));
+    row("runc", version_text(&r.versions.runc));
     if let Some(cmd) = &r.dockerd_command {
         row("dockerd", cmd.join(" "));
     }
@@ -304,11 +395,19 @@ pub fn render_text(r: &DoctorReport) -> String {
             ));
         }
     }
+    if !r.notes.is_empty() {
+        out.push_str("\nnotes:\n");
+        for n in &r.notes {
+            out.push_str(&format!("  - {n}\n"));
+        }
+    }
     if !r.problems.is_empty() {
         out.push_str("\nproblems:\n");
-        for p in &r.problems {
+        for (i, p) in r.problems.iter().enumerate() {
             out.push_str(&format!("  ! {}\n", p.message));
-            if let Some(f) = &p.fix {
+            // Problems that share one fix (the reasons of `impossible`) get it once, after the last.
+            let next_same = r.problems.get(i + 1).is_some_and(|n| n.fix == p.fix);
+            if let Some(f) = p.fix.as_ref().filter(|_| !next_same) {
                 out.push_str(&format!("    fix: {f}\n"));
             }
         }
@@ -371,6 +470,66 @@ mod tests {
         assert_eq!(v["mode"]["privilege"], "near_privileged");
         assert_eq!(v["steps"][0]["step"], "mount_securityfs");
         assert_eq!(v["storage_fs"], "overlay");
+    }
+
+    #[test]
+    fn shared_fix_is_printed_once_and_another_users_view_says_so() {
+        let s = enabled();
+        let mut p = probe("docker-plain", &s);
+        p.euid = Some(1000);
+        p.pid1_comm = Some("ws-init".into());
+        p.pid1_euid = Some(0);
+        let r = report(&p, &make_plan(&p, &s), &s);
+        let text = render_text(&r);
+        assert!(r.problems.len() >= 2, "{text}");
+        assert_eq!(text.matches("fix: any of:").count(), 1, "{text}");
+        assert!(
+            text.contains("doctor runs as uid 1000, while ws-init (PID 1) runs as uid 0")
+                && text.contains("docker exec CONTAINER ws-init doctor"),
+            "{text}"
+        );
+        // Run by PID 1's own user: no such note.
+        p.euid = Some(0);
+        let r = report(&p, &make_plan(&p, &s), &s);
+        assert!(r.notes.is_empty(), "{:?}", r.notes);
+    }
+
+    #[test]
+    fn versions_ip6tables_and_daemon_json_are_shown() {
+        let s = enabled();
+        let mut p = probe("docker-near-privileged", &s);
+        p.iptables.nft_works = Some(true);
+        p.iptables.ip6_nft_works = Some(false);
+        p.versions.dockerd = crate::probe::ComponentVersion {
+            binary: Some("/usr/sbin/dockerd".into()),
+            package: Some("docker.io".into()),
+            version: Some("28.5.2+dfsg4".into()),
+        };
+        p.versions.runc.binary = Some("/usr/local/bin/runc".into());
+        p.daemon_json = crate::probe::daemon_json::parse(
+            std::path::Path::new("/etc/docker/daemon.json"),
+            r#"{"mtu": 1400}"#,
+        );
+        let r = report(&p, &make_plan(&p, &s), &s);
+        let text = render_text(&r);
+        for needle in [
+            "dockerd ver    28.5.2+dfsg4 (/usr/sbin/dockerd, package docker.io)",
+            "containerd     not found",
+            "runc           unknown (/usr/local/bin/runc is not from a package)",
+            "ip6tables      off (--ip6tables=false) — `ip6tables -t nat -nL` fails here",
+            "IPv6 inner networks are unavailable",
+            "daemon.json    /etc/docker/daemon.json sets mtu (ws-init leaves those flags out)",
+        ] {
+            assert!(text.contains(needle), "{needle} not in\n{text}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&render_json(&r)).unwrap();
+        assert_eq!(v["versions"]["dockerd"]["version"], "28.5.2+dfsg4");
+        assert_eq!(v["ip6tables"]["disable"], true);
+        assert_eq!(v["daemon_json"]["keys"][0], "mtu");
+        assert_eq!(
+            v["containerd_storage_path"],
+            "/var/lib/docker/containerd/daemon"
+        );
     }
 
     #[test]

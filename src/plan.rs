@@ -3,6 +3,7 @@
 //! and the `Settings`; every decision is unit-tested on captured fixtures.
 
 pub mod dockerd_args;
+pub mod ip6tables;
 pub mod iptables;
 
 use std::path::{Path, PathBuf};
@@ -13,6 +14,7 @@ use crate::docker_api::Endpoint;
 use crate::probe::caps::{CAP_NET_ADMIN, CAP_SYS_ADMIN};
 use crate::probe::{CapLevel, CgroupLayout, IptablesTool, SystemProbe, DOCKER_SOCKET};
 
+pub use ip6tables::{choose_ip6tables, Ip6Choice, Ip6tablesDecision};
 pub use iptables::{
     choose_iptables, IptablesBackend, IptablesChoice, IptablesDecision, LEGACY_LINK_DIR,
 };
@@ -101,6 +103,9 @@ pub enum Step {
     MakeRootRshared,
     /// Create `dir` with `iptables*` → `*-legacy` links; dockerd gets it first on PATH.
     IptablesLegacyLinks { dir: PathBuf },
+    /// `update-alternatives --set NAME PATH` for each pair, so the workspace's
+    /// own `iptables` shows the rules dockerd makes.
+    SetIptablesAlternatives { set: Vec<(String, PathBuf)> },
     /// Generate or refresh certificates under `dir` (upstream layout ca/, server/, client/).
     GenerateTls {
         dir: PathBuf,
@@ -151,7 +156,11 @@ pub struct Plan {
     pub dockerd: Option<DockerdPlan>,
     /// `None` when no dockerd is started or the user passed `--iptables=false`.
     pub iptables: Option<IptablesDecision>,
+    /// `None` when no dockerd is started.
+    pub ip6tables: Option<Ip6tablesDecision>,
     pub warnings: Vec<Warning>,
+    /// Facts for doctor that are not worth a warning at every start.
+    pub notes: Vec<String>,
 }
 
 pub const SUGGEST_PRIVILEGED: &str =
@@ -307,9 +316,41 @@ pub fn next_iptables_check(p: &SystemProbe, s: &Settings) -> Option<IptablesTool
     }
     match choose_iptables(s.iptables_legacy, &p.iptables) {
         IptablesChoice::NeedCheck(t) => Some(t),
-        IptablesChoice::Decided(_) => None,
+        IptablesChoice::Decided(d) => match choose_ip6tables(p, &s.dockerd_args, Some(&d)) {
+            Ip6Choice::NeedCheck(t) => Some(t),
+            Ip6Choice::Decided(_) => None,
+        },
     }
 }
+
+fn ip6tables_decision(
+    p: &SystemProbe,
+    s: &Settings,
+    ipv4: Option<&IptablesDecision>,
+) -> Ip6tablesDecision {
+    match choose_ip6tables(p, &s.dockerd_args, ipv4) {
+        Ip6Choice::Decided(d) => d,
+        Ip6Choice::NeedCheck(t) => Ip6tablesDecision {
+            disable: false,
+            ipv6_networks: None,
+            reason: format!("not checked ({} was not run)", t.check_text()),
+        },
+    }
+}
+
+/// The MTU new inner networks get: the user's `--mtu`, else daemon.json's,
+/// else the default route's when it is below 1500.
+fn network_mtu(p: &SystemProbe, s: &Settings) -> Option<u32> {
+    dockerd_args::user_values(&s.dockerd_args, "mtu")
+        .last()
+        .and_then(|v| v.parse().ok())
+        .or(p.daemon_json.mtu)
+        .or(p.net.default_route_mtu.filter(|m| *m < 1500))
+}
+
+/// dockerd ≥ 24 has `--default-network-opt`: user-defined networks (compose's)
+/// get the MTU too, not only the default bridge.
+pub const DEFAULT_NETWORK_OPT_SINCE: (u32, u32) = (24, 0);
 
 fn iptables_decision(p: &SystemProbe, s: &Settings) -> Option<IptablesDecision> {
     if dockerd_args::user_disabled_iptables(&s.dockerd_args) {
@@ -333,8 +374,28 @@ pub fn shutdown_timeout_secs(stop_timeout: Duration) -> u64 {
     crate::stop_budget::split(stop_timeout).inner_containers_secs
 }
 
-pub fn dockerd_plan(p: &SystemProbe, s: &Settings, iptables_legacy: bool) -> DockerdPlan {
-    let socket = PathBuf::from(DOCKER_SOCKET);
+/// The unix socket dockerd will listen on: ours, unless daemon.json's `hosts`
+/// replaces our `--host` (then its first unix socket, if it has one).
+fn dockerd_socket(p: &SystemProbe, s: &Settings) -> PathBuf {
+    let ours_dropped = p.daemon_json.sets("hosts");
+    let user = dockerd_args::user_values(&s.dockerd_args, "host");
+    let unix = |h: &&str| h.strip_prefix("unix://").map(PathBuf::from);
+    if ours_dropped {
+        let file: Vec<&str> = p.daemon_json.hosts.iter().map(String::as_str).collect();
+        if let Some(path) = file.iter().chain(user.iter()).find_map(unix) {
+            return path;
+        }
+    }
+    PathBuf::from(DOCKER_SOCKET)
+}
+
+pub fn dockerd_plan(
+    p: &SystemProbe,
+    s: &Settings,
+    iptables_legacy: bool,
+    ip6tables_off: bool,
+) -> DockerdPlan {
+    let socket = dockerd_socket(p, s);
     let mut ours: Vec<(&str, String)> = vec![
         ("host", format!("--host=unix://{DOCKER_SOCKET}")),
         ("group", "--group=docker".to_string()),
@@ -369,6 +430,20 @@ pub fn dockerd_plan(p: &SystemProbe, s: &Settings, iptables_legacy: bool) -> Doc
     if let Some(mtu) = p.net.default_route_mtu.filter(|m| *m < 1500) {
         ours.push(("mtu", format!("--mtu={mtu}")));
     }
+    let new_enough = p
+        .versions
+        .dockerd
+        .major_minor()
+        .is_some_and(|v| v >= DEFAULT_NETWORK_OPT_SINCE);
+    if let Some(mtu) = network_mtu(p, s).filter(|_| new_enough) {
+        ours.push((
+            "default-network-opt",
+            format!("--default-network-opt=bridge=com.docker.network.driver.mtu={mtu}"),
+        ));
+    }
+    if ip6tables_off {
+        ours.push(("ip6tables", "--ip6tables=false".to_string()));
+    }
     // With --cgroupns=host our cgroup is /docker/<id>, not the tree's root:
     // inner containers go below it, so the workspace's own limits hold them.
     if let Some(v2) = p.cgroups.v2_root.as_ref().filter(|v2| v2.relative != "/") {
@@ -383,7 +458,7 @@ pub fn dockerd_plan(p: &SystemProbe, s: &Settings, iptables_legacy: bool) -> Doc
             shutdown_timeout_secs(s.stop_timeout)
         ),
     ));
-    let args = dockerd_args::merge(ours, &s.dockerd_args);
+    let args = dockerd_args::merge(ours, &s.dockerd_args, &p.daemon_json.keys);
     let path = if iptables_legacy {
         format!("{LEGACY_LINK_DIR}:{}", p.env.path)
     } else {
@@ -418,6 +493,7 @@ fn inner_daemon_steps(
     sysbox: bool,
     legacy: bool,
 ) -> Vec<PlannedStep> {
+    let ipt_on = !dockerd_args::user_disabled_iptables(&s.dockerd_args);
     let mut steps = Vec::new();
     let stale: Vec<PathBuf> = p
         .pid_files
@@ -491,6 +567,23 @@ fn inner_daemon_steps(
             "dockerd must use the same iptables backend as the rules already in the kernel",
         ));
     }
+    // dockerd runs the plain `iptables` for nft: only DOCKER_IPTABLES_LEGACY="" (nft asked
+    // for by name) must move an image whose alternatives point at legacy.
+    let variant = if legacy {
+        Some("legacy")
+    } else {
+        (s.iptables_legacy == Some(false)).then_some("nft")
+    };
+    if let Some(variant) = variant.filter(|_| ipt_on) {
+        let set = alternatives_to_set(p, variant);
+        if !set.is_empty() {
+            steps.push(step(
+                Step::SetIptablesAlternatives { set },
+                true,
+                format!("the workspace's own iptables command shows the rules dockerd makes ({variant})"),
+            ));
+        }
+    }
     if let TlsSetting::CertDir(dir) = &s.tls {
         steps.push(step(
             Step::GenerateTls {
@@ -509,6 +602,63 @@ fn inner_daemon_steps(
     steps
 }
 
+/// For each iptables alternative (`/etc/alternatives/iptables` → `/usr/sbin/iptables-nft`)
+/// not yet on `variant`: (name, the same directory's `NAME-VARIANT`).
+pub fn alternatives_to_set(p: &SystemProbe, variant: &str) -> Vec<(String, PathBuf)> {
+    p.iptables
+        .alternatives
+        .iter()
+        .filter_map(|(name, target)| {
+            let want = target.with_file_name(format!("{name}-{variant}"));
+            (*target != want).then(|| (name.clone(), want))
+        })
+        .collect()
+}
+
+/// Problems in daemon.json and between it and our or the user's flags.
+fn daemon_json_warnings(p: &SystemProbe, s: &Settings, socket: &Path) -> Vec<Warning> {
+    let dj = &p.daemon_json;
+    let file = dj.path.display();
+    let mut w = Vec::new();
+    if let Some(e) = &dj.error {
+        w.push(warn(
+            format!("dockerd's configuration file {file} cannot be used: {e}; dockerd will refuse to start"),
+            format!("fix or remove {file} (it must be one JSON object, e.g. {{\"mtu\": 1400}}); `python3 -m json.tool {file}` shows where it breaks"),
+        ));
+    }
+    for key in &dj.keys {
+        let flag = dockerd_args::FLAG_CONFIG_KEYS
+            .iter()
+            .find(|(_, k)| k == key)
+            .map_or(key.as_str(), |(f, _)| f);
+        if dockerd_args::user_gave(&s.dockerd_args, flag) {
+            w.push(warn(
+                format!("WS_DOCKERD_ARGS gives --{flag} and {file} sets \"{key}\": dockerd refuses to start when a setting comes from both"),
+                format!("keep only one: drop --{flag} from WS_DOCKERD_ARGS or \"{key}\" from {file}"),
+            ));
+        }
+    }
+    let ours = format!("unix://{DOCKER_SOCKET}");
+    let listens_on_ours = dj
+        .hosts
+        .iter()
+        .map(String::as_str)
+        .chain(dockerd_args::user_values(&s.dockerd_args, "host"))
+        .any(|h| h == ours);
+    if dj.sets("hosts") && !listens_on_ours {
+        let message = if socket == Path::new(DOCKER_SOCKET) {
+            format!("{file} sets \"hosts\" without a unix socket: ws-init cannot tell when dockerd is ready, and the docker CLI finds no {DOCKER_SOCKET}")
+        } else {
+            format!("{file} sets \"hosts\": dockerd listens on {} instead of {DOCKER_SOCKET}, where the docker CLI looks", socket.display())
+        };
+        w.push(warn(
+            message,
+            format!("add \"{ours}\" to \"hosts\" in {file}"),
+        ));
+    }
+    w
+}
+
 fn inner_daemon_warnings(
     p: &SystemProbe,
     s: &Settings,
@@ -520,6 +670,12 @@ fn inner_daemon_warnings(
         w.push(warn(
             "/var/lib/docker is on the container's overlay filesystem: dockerd cannot use overlay2 there and falls back to the slow vfs driver",
             "mount a volume there: -v ws-docker:/var/lib/docker (Kubernetes: an emptyDir)".to_string(),
+        ));
+    } else if p.containerd_storage.fs_type.as_deref() == Some("overlay") {
+        // Only a mount of its own can put it elsewhere than /var/lib/docker.
+        w.push(warn(
+            format!("{} (containerd's images and snapshots) is on an overlay filesystem: its overlayfs snapshotter cannot work there", p.containerd_storage.path.display()),
+            format!("mount a volume on {}, or none at all so it stays on the /var/lib/docker volume", p.containerd_storage.path.display()),
         ));
     }
     if p.apparmor_kernel && !p.apparmor_parser && !sysbox {
@@ -629,6 +785,22 @@ fn host_socket_plan(
     (steps, w)
 }
 
+/// What doctor says about an unknown dockerd version (no warning at start:
+/// the behaviour that suits every version is kept).
+fn version_notes(p: &SystemProbe) -> Vec<String> {
+    let d = &p.versions.dockerd;
+    if d.version.is_some() {
+        return Vec::new();
+    }
+    vec![match &d.binary {
+        Some(b) => format!(
+            "dockerd's version is unknown ({} is not from the docker.io package): inner user-defined networks keep MTU 1500 and ip6tables is left to dockerd's default",
+            b.display()
+        ),
+        None => "no dockerd on PATH".to_string(),
+    }]
+}
+
 /// The whole plan: mode, steps in the order to apply them, dockerd's command, warnings.
 pub fn make_plan(p: &SystemProbe, s: &Settings) -> Plan {
     let mode = decide_mode(p, s);
@@ -636,6 +808,8 @@ pub fn make_plan(p: &SystemProbe, s: &Settings) -> Plan {
     let mut warnings = Vec::new();
     let mut dockerd = None;
     let mut ipt = None;
+    let mut ip6 = None;
+    let mut notes = Vec::new();
     match &mode {
         DockerMode::Disabled | DockerMode::Impossible { .. } => {}
         DockerMode::Remote { host, kind } => {
@@ -659,9 +833,20 @@ pub fn make_plan(p: &SystemProbe, s: &Settings) -> Plan {
             let legacy = ipt
                 .as_ref()
                 .is_some_and(|d| d.backend == IptablesBackend::Legacy);
+            let six = ip6tables_decision(p, s, ipt.as_ref());
             steps = inner_daemon_steps(p, s, sysbox, legacy);
             warnings = inner_daemon_warnings(p, s, ipt.as_ref(), sysbox);
-            dockerd = Some(dockerd_plan(p, s, legacy));
+            if six.disable {
+                warnings.push(warn(
+                    format!("ip6tables cannot work here ({}): dockerd gets --ip6tables=false, so IPv6 inner networks are unavailable", six.reason),
+                    "load the ip6_tables and ip6table_nat modules on the host, or pass WS_DOCKERD_ARGS=\"--ip6tables=false\" to accept it".to_string(),
+                ));
+            }
+            let d = dockerd_plan(p, s, legacy, six.disable);
+            warnings.extend(daemon_json_warnings(p, s, &d.socket));
+            notes = version_notes(p);
+            dockerd = Some(d);
+            ip6 = Some(six);
         }
     }
     Plan {
@@ -669,7 +854,9 @@ pub fn make_plan(p: &SystemProbe, s: &Settings) -> Plan {
         steps,
         dockerd,
         iptables: ipt,
+        ip6tables: ip6,
         warnings,
+        notes,
     }
 }
 

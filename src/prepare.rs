@@ -15,7 +15,8 @@ use std::path::PathBuf;
 
 pub use cgroup::{cgroup_v2_evacuate, retry_while_busy, EvacuateReport};
 pub use iptables::{
-    iptables_legacy_links, iptables_version, DEFAULT_IPTABLES_LEGACY_DIR, LEGACY_LINKS,
+    iptables_legacy_links, iptables_version, set_iptables_alternatives,
+    DEFAULT_IPTABLES_LEGACY_DIR, LEGACY_LINKS,
 };
 pub use mounts::{
     make_root_rshared, make_rshared, mount_securityfs, remount_cgroup_v1_rw, remount_rw,
@@ -85,4 +86,10 @@ pub enum PrepareError {
     },
     #[error("cannot run `{binary} --version`: {detail}; check the `iptables` package")]
     IptablesVersion { binary: PathBuf, detail: String },
+    #[error("`update-alternatives --set {name} {}` failed: {detail}; the workspace's `iptables` command may show other rules than dockerd's (run that command as root to fix it)", path.display())]
+    IptablesAlternative {
+        name: String,
+        path: PathBuf,
+        detail: String,
+    },
 }

@@ -8,10 +8,12 @@
 pub mod binaries;
 pub mod caps;
 pub mod cgroup;
+pub mod daemon_json;
 pub mod iptables;
 pub mod mountinfo;
 pub mod net;
 pub mod socket;
+pub mod versions;
 
 use std::path::{Path, PathBuf};
 
@@ -19,13 +21,18 @@ use crate::config::Settings;
 
 pub use caps::{CapLevel, CapsProbe, StatusFields, UserNamespace};
 pub use cgroup::{CgroupLayout, CgroupProbe, CgroupV2Root};
+pub use daemon_json::DaemonJson;
 pub use iptables::{IptablesProbe, IptablesTool};
 pub use mountinfo::{Mount, MountInfo};
 pub use net::NetProbe;
 pub use socket::{Ping, SocketProbe};
+pub use versions::{ComponentVersion, VersionsProbe};
 
 pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 pub const DOCKER_DATA_ROOT: &str = "/var/lib/docker";
+/// dockerd's own containerd (started by dockerd, `--containerd` not given) keeps
+/// its root here, image content included with the containerd image store.
+pub const CONTAINERD_DATA_ROOT: &str = "/var/lib/docker/containerd/daemon";
 
 /// Environment facts the probe needs beyond `Settings`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -97,7 +104,14 @@ pub struct SystemProbe {
     pub docker_host: Option<String>,
     pub net: NetProbe,
     pub docker_storage: StorageProbe,
+    /// Where dockerd's managed containerd keeps its state (images with the
+    /// containerd image store): `/var/lib/docker/containerd` unless it is its own mount.
+    pub containerd_storage: StorageProbe,
     pub iptables: IptablesProbe,
+    /// dockerd's, containerd's and runc's versions from dpkg's database.
+    pub versions: VersionsProbe,
+    /// dockerd's configuration file (`--config-file` in WS_DOCKERD_ARGS, else /etc/docker/daemon.json).
+    pub daemon_json: DaemonJson,
     pub securityfs_dir: bool,
     pub securityfs_mounted: bool,
     pub lib_modules: bool,
@@ -109,6 +123,9 @@ pub struct SystemProbe {
     pub pid_files: Vec<PidFile>,
     /// Live processes named dockerd in our pid namespace (our own inner daemon).
     pub dockerd_pids: Vec<i32>,
+    /// PID 1's name and effective uid: doctor run by another user says how PID 1 sees things.
+    pub pid1_comm: Option<String>,
+    pub pid1_euid: Option<u32>,
     /// Inputs that could not be read or parsed (shown by doctor).
     pub errors: Vec<String>,
 }
@@ -254,6 +271,16 @@ pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProb
         is_mount_point: mounts.is_mount_point(&data),
         path: PathBuf::from(DOCKER_DATA_ROOT),
     };
+    let cdata = socket::resolve_in_root(root, Path::new(CONTAINERD_DATA_ROOT));
+    let containerd_storage = StorageProbe {
+        fs_type: mounts.fs_type_of(&cdata).map(str::to_string),
+        is_mount_point: mounts.is_mount_point(&cdata),
+        path: PathBuf::from(CONTAINERD_DATA_ROOT),
+    };
+    let config_file = crate::plan::dockerd_args::user_values(&settings.dockerd_args, "config-file")
+        .last()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(daemon_json::DAEMON_JSON));
 
     SystemProbe {
         root: root.to_path_buf(),
@@ -272,7 +299,10 @@ pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProb
         docker_host: settings.docker_host.clone(),
         net: net::probe_net(root),
         docker_storage,
+        containerd_storage,
         iptables: iptables::probe_iptables_files(root, &env.path),
+        versions: versions::probe_versions(root, &env.path),
+        daemon_json: daemon_json::probe_daemon_json(root, &config_file),
         securityfs_dir: root.join(rel(Path::new("/sys/kernel/security"))).is_dir(),
         securityfs_mounted: mounts.securityfs_mounted(),
         lib_modules: root.join("lib/modules").is_dir(),
@@ -284,6 +314,10 @@ pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProb
         dev_kmsg: root.join("dev/kmsg").exists(),
         pid_files: find_pid_files(root),
         dockerd_pids: dockerd_pids(root),
+        pid1_comm: comm_of(root, 1),
+        pid1_euid: std::fs::read_to_string(root.join("proc/1/status"))
+            .ok()
+            .and_then(|t| caps::parse_status(&t).uid.map(|u| u[1])),
         mounts,
         env,
         errors,

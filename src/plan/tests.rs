@@ -677,3 +677,284 @@ fn apparmor_on_without_its_parser_is_named_with_the_fix() {
     p.apparmor_parser = true;
     assert!(!has_warning(&p));
 }
+
+fn with_dockerd(p: &mut SystemProbe, version: &str) {
+    p.versions.dockerd = crate::probe::ComponentVersion {
+        binary: Some("/usr/sbin/dockerd".into()),
+        package: Some("docker.io".into()),
+        version: Some(version.into()),
+    };
+}
+
+fn args_of(p: &SystemProbe, s: &Settings) -> Vec<String> {
+    make_plan(p, s).dockerd.unwrap().args
+}
+
+const NET_MTU_1400: &str = "--default-network-opt=bridge=com.docker.network.driver.mtu=1400";
+
+#[test]
+fn mtu_reaches_new_networks_from_dockerd_24_on() {
+    let s = enabled();
+    let mut p = probe("docker-near-privileged", &s);
+    p.net.default_route_mtu = Some(1400);
+    with_dockerd(&mut p, "26.1.5+dfsg1-9+deb13u1+b1");
+    let args = args_of(&p, &s);
+    assert!(
+        args.contains(&"--mtu=1400".to_string()) && args.contains(&NET_MTU_1400.to_string()),
+        "{args:?}"
+    );
+    // 20.10 has no --default-network-opt: today's behaviour.
+    with_dockerd(&mut p, "20.10.24+dfsg1-1+b3");
+    let args = args_of(&p, &s);
+    assert!(args.contains(&"--mtu=1400".to_string()));
+    assert!(
+        !args.iter().any(|a| a.starts_with("--default-network-opt")),
+        "{args:?}"
+    );
+    // Unknown version: the same, and doctor says why.
+    p.versions.dockerd = Default::default();
+    p.versions.dockerd.binary = Some("/usr/local/bin/dockerd".into());
+    let plan = make_plan(&p, &s);
+    assert!(!plan
+        .dockerd
+        .unwrap()
+        .args
+        .iter()
+        .any(|a| a.starts_with("--default-network-opt")));
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("/usr/local/bin/dockerd") && n.contains("MTU")),
+        "{:?}",
+        plan.notes
+    );
+    assert!(plan.warnings.iter().all(|w| !w.message.contains("version")));
+    // The user's --mtu reaches new networks too, even on a 1500 link.
+    with_dockerd(&mut p, "28.5.2+dfsg4");
+    p.net.default_route_mtu = Some(1500);
+    let user = Settings {
+        dockerd_args: vec!["--mtu".into(), "1300".into()],
+        ..enabled()
+    };
+    let args = args_of(&p, &user);
+    assert!(
+        args.contains(
+            &"--default-network-opt=bridge=com.docker.network.driver.mtu=1300".to_string()
+        ),
+        "{args:?}"
+    );
+    assert!(args_of(&p, &s).iter().all(|a| !a.contains("mtu")));
+    // The user's own option for it wins.
+    let own = Settings {
+        dockerd_args: vec![
+            "--default-network-opt=bridge=com.docker.network.driver.mtu=1200".into(),
+        ],
+        ..enabled()
+    };
+    p.net.default_route_mtu = Some(1400);
+    let args = args_of(&p, &own);
+    assert_eq!(
+        args.iter().filter(|a| a.contains("driver.mtu")).count(),
+        1,
+        "{args:?}"
+    );
+}
+
+#[test]
+fn ip6tables_is_checked_only_where_dockerd_turns_it_on_and_turned_off_when_it_fails() {
+    let s = enabled();
+    let mut p = probe("docker-near-privileged", &s);
+    p.iptables.nft_works = Some(true);
+    with_dockerd(&mut p, "26.1.5+dfsg1-9");
+    assert_eq!(next_iptables_check(&p, &s), None, "26 leaves ip6tables off");
+    with_dockerd(&mut p, "28.5.2+dfsg4");
+    assert_eq!(next_iptables_check(&p, &s), Some(IptablesTool::Ip6Default));
+    p.iptables.ip6_nft_works = Some(true);
+    assert_eq!(next_iptables_check(&p, &s), None);
+    let plan = make_plan(&p, &s);
+    assert!(!plan.ip6tables.as_ref().unwrap().disable);
+    assert!(!plan
+        .dockerd
+        .unwrap()
+        .args
+        .iter()
+        .any(|a| a.contains("ip6tables")));
+    p.iptables.ip6_nft_works = Some(false);
+    let plan = make_plan(&p, &s);
+    let d = plan.ip6tables.as_ref().unwrap();
+    assert!(d.disable && d.ipv6_networks == Some(false), "{d:?}");
+    assert!(plan
+        .dockerd
+        .as_ref()
+        .unwrap()
+        .args
+        .contains(&"--ip6tables=false".to_string()));
+    let w: Vec<_> = plan
+        .warnings
+        .iter()
+        .filter(|w| w.message.contains("ip6tables"))
+        .collect();
+    assert_eq!(w.len(), 1, "one line: {w:?}");
+    assert!(w[0].message.contains("IPv6 inner networks are unavailable"));
+    // The legacy backend is checked with ip6tables-legacy.
+    p.iptables.legacy_tables_in_use = vec!["ip_tables_names".into()];
+    p.iptables.legacy_works = Some(true);
+    assert_eq!(next_iptables_check(&p, &s), Some(IptablesTool::Ip6Legacy));
+    // The user's flag or daemon.json decides: nothing is run, nothing added.
+    let user = Settings {
+        dockerd_args: vec!["--ip6tables=true".into()],
+        ..enabled()
+    };
+    assert_eq!(next_iptables_check(&p, &user), None);
+    let plan = make_plan(&p, &user);
+    assert_eq!(
+        plan.dockerd
+            .unwrap()
+            .args
+            .iter()
+            .filter(|a| a.contains("ip6tables"))
+            .count(),
+        1
+    );
+    assert!(plan.ip6tables.unwrap().reason.contains("WS_DOCKERD_ARGS"));
+    p.daemon_json = crate::probe::daemon_json::parse(
+        Path::new("/etc/docker/daemon.json"),
+        r#"{"ip6tables": false}"#,
+    );
+    assert_eq!(next_iptables_check(&p, &s), None);
+}
+
+#[test]
+fn daemon_json_keys_are_left_out_and_its_socket_is_awaited() {
+    let s = enabled();
+    let mut p = probe("docker-near-privileged", &s);
+    p.net.default_route_mtu = Some(1400);
+    with_dockerd(&mut p, "28.5.2+dfsg4");
+    p.daemon_json = crate::probe::daemon_json::parse(
+        Path::new("/etc/docker/daemon.json"),
+        r#"{"mtu": 1380, "hosts": ["unix:///run/dj/docker.sock", "tcp://127.0.0.1:2375"]}"#,
+    );
+    let plan = make_plan(&p, &s);
+    let d = plan.dockerd.as_ref().unwrap();
+    assert!(
+        !d.args
+            .iter()
+            .any(|a| a.starts_with("--host") || a.starts_with("--mtu")),
+        "{:?}",
+        d.args
+    );
+    // daemon.json's MTU reaches new networks too.
+    assert!(d
+        .args
+        .contains(&"--default-network-opt=bridge=com.docker.network.driver.mtu=1380".to_string()));
+    assert_eq!(d.socket, Path::new("/run/dj/docker.sock"));
+    assert!(
+        plan.warnings.iter().any(|w| w
+            .message
+            .contains("/run/dj/docker.sock instead of /var/run/docker.sock")),
+        "{:?}",
+        plan.warnings
+    );
+    // With our socket among its hosts: no warning.
+    p.daemon_json = crate::probe::daemon_json::parse(
+        Path::new("/etc/docker/daemon.json"),
+        r#"{"hosts": ["unix:///var/run/docker.sock"], "default-network-opts": {"bridge": {"com.docker.network.driver.mtu": "1400"}}}"#,
+    );
+    let plan = make_plan(&p, &s);
+    assert!(
+        plan.warnings.iter().all(|w| !w.message.contains("hosts")),
+        "{:?}",
+        plan.warnings
+    );
+    assert!(!plan
+        .dockerd
+        .unwrap()
+        .args
+        .iter()
+        .any(|a| a.starts_with("--default-network-opt")));
+    // The user's flag and the file's key together: named, with the fix.
+    p.daemon_json = crate::probe::daemon_json::parse(
+        Path::new("/etc/docker/daemon.json"),
+        r#"{"debug": true}"#,
+    );
+    let user = Settings {
+        dockerd_args: vec!["-D".into()],
+        ..enabled()
+    };
+    let plan = make_plan(&p, &user);
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.message.contains("--debug")
+                && w.fix.as_deref().unwrap().contains("drop --debug")),
+        "{:?}",
+        plan.warnings
+    );
+    // A malformed file: cause and fix.
+    p.daemon_json =
+        crate::probe::daemon_json::parse(Path::new("/etc/docker/daemon.json"), "{\"mtu\": 1400,,}");
+    let plan = make_plan(&p, &s);
+    let w = plan
+        .warnings
+        .iter()
+        .find(|w| w.message.contains("daemon.json"))
+        .expect("warning");
+    assert!(
+        w.message.contains("not valid JSON") && w.message.contains("refuse to start"),
+        "{w:?}"
+    );
+    assert!(w
+        .fix
+        .as_deref()
+        .unwrap()
+        .contains("fix or remove /etc/docker/daemon.json"));
+}
+
+#[test]
+fn every_flag_ws_init_adds_has_its_daemon_json_key() {
+    let s = Settings {
+        tls: TlsSetting::CertDir("/certs".into()),
+        ..enabled()
+    };
+    // Host cgroupns: --cgroup-parent too.
+    let mut p = probe("docker-privileged-v2-hostns", &s);
+    p.net.default_route_mtu = Some(1400);
+    p.iptables.nft_works = Some(true);
+    p.iptables.ip6_nft_works = Some(false);
+    with_dockerd(&mut p, "28.5.2");
+    let args = args_of(&p, &s);
+    assert!(
+        args.iter().any(|a| a.starts_with("--cgroup-parent")),
+        "{args:?}"
+    );
+    assert!(args.len() >= 12, "{args:?}");
+    for a in &args {
+        let name = a.trim_start_matches('-').split('=').next().unwrap();
+        assert!(
+            dockerd_args::config_key(name).is_some(),
+            "--{name} is missing from FLAG_CONFIG_KEYS"
+        );
+    }
+}
+
+#[test]
+fn legacy_backend_moves_the_users_iptables_to_legacy_too() {
+    let s = Settings {
+        iptables_legacy: Some(true),
+        ..enabled()
+    };
+    let mut p = probe("docker-near-privileged", &s);
+    p.iptables.alternatives = vec![
+        ("iptables".into(), "/usr/sbin/iptables-nft".into()),
+        ("ip6tables".into(), "/usr/sbin/ip6tables-legacy".into()),
+    ];
+    let plan = make_plan(&p, &s);
+    assert!(steps(&plan).contains(&&Step::SetIptablesAlternatives {
+        set: vec![("iptables".into(), "/usr/sbin/iptables-legacy".into())]
+    }));
+    // nft: dockerd runs the plain `iptables`, the very one the user runs.
+    let plan = make_plan(&p, &enabled());
+    assert!(!steps(&plan)
+        .iter()
+        .any(|s| matches!(s, Step::SetIptablesAlternatives { .. })));
+}

@@ -103,6 +103,33 @@ pub fn iptables_version(binary: &Path) -> Result<String, PrepareError> {
     Ok(line)
 }
 
+/// `update-alternatives --set NAME PATH` for each pair: the workspace's own
+/// `iptables`/`ip6tables` then use the backend dockerd uses. Only planned when
+/// a link points elsewhere, so a restarted workspace runs nothing here.
+pub fn set_iptables_alternatives(set: &[(String, PathBuf)]) -> Result<(), PrepareError> {
+    for (name, path) in set {
+        let fail = |detail: String| PrepareError::IptablesAlternative {
+            name: name.clone(),
+            path: path.clone(),
+            detail,
+        };
+        let out = Command::new("update-alternatives")
+            .arg("--set")
+            .arg(name)
+            .arg(path)
+            .output()
+            .map_err(|e| fail(e.to_string()))?;
+        if !out.status.success() {
+            return Err(fail(format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,21 @@ pub struct IptablesProbe {
     pub nft_works: Option<bool>,
     /// `iptables-legacy -nL` succeeded; `None` = not checked.
     pub legacy_works: Option<bool>,
+    /// Located `ip6tables` and `ip6tables-legacy` binaries.
+    pub ip6tables_path: Option<PathBuf>,
+    pub ip6tables_legacy_path: Option<PathBuf>,
+    /// `ip6tables -t nat -nL` succeeded; `None` = not checked.
+    pub ip6_nft_works: Option<bool>,
+    /// `ip6tables-legacy -t nat -nL` succeeded; `None` = not checked.
+    pub ip6_legacy_works: Option<bool>,
+    /// Where `/etc/alternatives/iptables` and `.../ip6tables` point (Debian's
+    /// `update-alternatives`), when they are links: what a user's `iptables` runs.
+    pub alternatives: Vec<(String, PathBuf)>,
 }
+
+/// The alternatives groups that pick the `iptables` a user runs.
+pub const ALTERNATIVES: [&str; 2] = ["iptables", "ip6tables"];
+pub const ALTERNATIVES_DIR: &str = "etc/alternatives";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -31,6 +45,10 @@ pub enum IptablesTool {
     Default,
     /// `iptables-legacy`
     Legacy,
+    /// `ip6tables` (checked only where dockerd turns ip6tables on by default)
+    Ip6Default,
+    /// `ip6tables-legacy`
+    Ip6Legacy,
 }
 
 impl IptablesTool {
@@ -38,7 +56,23 @@ impl IptablesTool {
         match self {
             IptablesTool::Default => "iptables",
             IptablesTool::Legacy => "iptables-legacy",
+            IptablesTool::Ip6Default => "ip6tables",
+            IptablesTool::Ip6Legacy => "ip6tables-legacy",
         }
+    }
+
+    /// The check's arguments. IPv6 is checked on the nat table: a kernel
+    /// without ip6table_nat is the usual reason dockerd's ip6tables fails.
+    pub fn check_args(self) -> &'static [&'static str] {
+        match self {
+            IptablesTool::Default | IptablesTool::Legacy => &["-nL"],
+            IptablesTool::Ip6Default | IptablesTool::Ip6Legacy => &["-t", "nat", "-nL"],
+        }
+    }
+
+    /// The check as a user would type it, for messages.
+    pub fn check_text(self) -> String {
+        format!("`{} {}`", self.binary(), self.check_args().join(" "))
     }
 }
 
@@ -70,14 +104,31 @@ pub fn probe_iptables_files(root: &Path, path_env: &str) -> IptablesProbe {
         iptables_legacy_path: super::binaries::resolve(root, path_env, "iptables-legacy").ok(),
         nft_works: None,
         legacy_works: None,
+        ip6tables_path: find_in_path(root, path_env, "ip6tables"),
+        ip6tables_legacy_path: find_in_path(root, path_env, "ip6tables-legacy"),
+        ip6_nft_works: None,
+        ip6_legacy_works: None,
+        alternatives: ALTERNATIVES
+            .iter()
+            .filter_map(|n| {
+                std::fs::read_link(root.join(ALTERNATIVES_DIR).join(n))
+                    .ok()
+                    .map(|t| (n.to_string(), t))
+            })
+            .collect(),
     }
 }
 
 /// Run `<binary> -nL` quietly with a timeout: does this backend work here?
 /// It waits for its own child, so call it before a `waitpid(-1)` reaper runs.
 pub fn run_list_check(binary: &Path, timeout: Duration) -> bool {
+    run_check(binary, &["-nL"], timeout)
+}
+
+/// Run `<binary> ARGS` quietly with a timeout; true when it exits 0.
+pub fn run_check(binary: &Path, args: &[&str], timeout: Duration) -> bool {
     let Ok(mut child) = Command::new(binary)
-        .arg("-nL")
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -105,10 +156,12 @@ impl IptablesProbe {
         let (path, slot) = match tool {
             IptablesTool::Default => (&self.iptables_path, &mut self.nft_works),
             IptablesTool::Legacy => (&self.iptables_legacy_path, &mut self.legacy_works),
+            IptablesTool::Ip6Default => (&self.ip6tables_path, &mut self.ip6_nft_works),
+            IptablesTool::Ip6Legacy => (&self.ip6tables_legacy_path, &mut self.ip6_legacy_works),
         };
         *slot = Some(
             path.as_deref()
-                .is_some_and(|p| run_list_check(p, CHECK_TIMEOUT)),
+                .is_some_and(|p| run_check(p, tool.check_args(), CHECK_TIMEOUT)),
         );
     }
 }
