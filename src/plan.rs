@@ -2,6 +2,7 @@
 //! steps `prepare` and `dockerd` take to get there. Input is a `SystemProbe`
 //! and the `Settings`; every decision is unit-tested on captured fixtures.
 
+pub mod dns;
 pub mod dockerd_args;
 pub mod iptables;
 
@@ -151,6 +152,8 @@ pub struct Plan {
     pub dockerd: Option<DockerdPlan>,
     /// `None` when no dockerd is started or the user passed `--iptables=false`.
     pub iptables: Option<IptablesDecision>,
+    /// Inner containers' DNS; `None` when no dockerd is started.
+    pub dns: Option<dns::DnsPlan>,
     pub warnings: Vec<Warning>,
 }
 
@@ -334,7 +337,23 @@ pub fn shutdown_timeout_secs(stop_timeout: Duration) -> u64 {
     (stop_timeout.as_secs() / 2).max(1)
 }
 
-pub fn dockerd_plan(p: &SystemProbe, s: &Settings, iptables_legacy: bool) -> DockerdPlan {
+/// The inner DNS decision from the probe (see `plan::dns`).
+pub fn dns_plan(p: &SystemProbe, s: &Settings) -> dns::DnsPlan {
+    dns::plan_dns(&dns::DnsInputs {
+        resolv: p.resolv_conf.as_ref(),
+        addrs: &p.net.ipv4_addrs,
+        default_route_interface: p.net.default_route_interface.as_deref(),
+        user_args: &s.dockerd_args,
+        daemon_json: p.daemon_json.as_ref(),
+    })
+}
+
+pub fn dockerd_plan(
+    p: &SystemProbe,
+    s: &Settings,
+    iptables_legacy: bool,
+    dns: &dns::DnsPlan,
+) -> DockerdPlan {
     let socket = PathBuf::from(DOCKER_SOCKET);
     let mut ours: Vec<(&str, String)> = vec![
         ("host", format!("--host=unix://{DOCKER_SOCKET}")),
@@ -376,6 +395,10 @@ pub fn dockerd_plan(p: &SystemProbe, s: &Settings, iptables_legacy: bool) -> Doc
         if p.sysboxfs_mounts.is_empty() {
             ours.push(("cgroup-parent", format!("--cgroup-parent={}", v2.relative)));
         }
+    }
+    for arg in &dns.dockerd_args {
+        let name = arg.trim_start_matches('-').split('=').next().unwrap_or("");
+        ours.push((name, arg.clone()));
     }
     ours.push((
         "shutdown-timeout",
@@ -632,6 +655,7 @@ pub fn make_plan(p: &SystemProbe, s: &Settings) -> Plan {
     let mut warnings = Vec::new();
     let mut dockerd = None;
     let mut ipt = None;
+    let mut dns = None;
     match &mode {
         DockerMode::Disabled | DockerMode::Impossible { .. } => {}
         DockerMode::Remote { host, kind } => {
@@ -657,7 +681,18 @@ pub fn make_plan(p: &SystemProbe, s: &Settings) -> Plan {
                 .is_some_and(|d| d.backend == IptablesBackend::Legacy);
             steps = inner_daemon_steps(p, s, sysbox, legacy);
             warnings = inner_daemon_warnings(p, s, ipt.as_ref(), sysbox);
-            dockerd = Some(dockerd_plan(p, s, legacy));
+            let d = dns_plan(p, s);
+            if d.decision == dns::DnsDecision::Unavailable {
+                warnings.push(warn(
+                    format!(
+                        "inner containers cannot resolve what the workspace resolves: {}",
+                        d.why
+                    ),
+                    "give dockerd reachable servers: WS_DOCKERD_ARGS=\"--dns=IP\"".to_string(),
+                ));
+            }
+            dockerd = Some(dockerd_plan(p, s, legacy, &d));
+            dns = Some(d);
         }
     }
     Plan {
@@ -665,6 +700,7 @@ pub fn make_plan(p: &SystemProbe, s: &Settings) -> Plan {
         steps,
         dockerd,
         iptables: ipt,
+        dns,
         warnings,
     }
 }

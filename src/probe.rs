@@ -10,6 +10,7 @@ pub mod cgroup;
 pub mod iptables;
 pub mod mountinfo;
 pub mod net;
+pub mod resolv;
 pub mod socket;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,8 @@ pub use socket::{Ping, SocketProbe};
 
 pub const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 pub const DOCKER_DATA_ROOT: &str = "/var/lib/docker";
+/// dockerd's configuration file unless `--config-file` names another.
+pub const DOCKERD_CONFIG_FILE: &str = "/etc/docker/daemon.json";
 
 /// Environment facts the probe needs beyond `Settings`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -93,6 +96,10 @@ pub struct SystemProbe {
     pub docker_host_socket: Option<SocketProbe>,
     pub docker_host: Option<String>,
     pub net: NetProbe,
+    /// `/etc/resolv.conf`; `None` when unreadable (the error is in `errors`).
+    pub resolv_conf: Option<resolv::ResolvConf>,
+    /// DNS keys of dockerd's configuration file, when it exists.
+    pub daemon_json: Option<resolv::DaemonJsonDns>,
     pub docker_storage: StorageProbe,
     pub iptables: IptablesProbe,
     pub securityfs_dir: bool,
@@ -245,6 +252,18 @@ pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProb
         .filter(|p| p.is_absolute() && *p != Path::new(DOCKER_SOCKET))
         .map(|p| socket::probe_socket(root, p, &mounts));
 
+    let resolv_conf = match resolv::probe_resolv_conf(root) {
+        Ok(rc) => Some(rc),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    let config_file = crate::plan::dockerd_args::user_values(&settings.dockerd_args, "config-file")
+        .last()
+        .map_or(DOCKERD_CONFIG_FILE.to_string(), |f| f.to_string());
+    let daemon_json = resolv::probe_daemon_json(root, &config_file);
+
     let data = socket::resolve_in_root(root, Path::new(DOCKER_DATA_ROOT));
     let docker_storage = StorageProbe {
         fs_type: mounts.fs_type_of(&data).map(str::to_string),
@@ -267,6 +286,8 @@ pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProb
         docker_host_socket,
         docker_host: settings.docker_host.clone(),
         net: net::probe_net(root),
+        resolv_conf,
+        daemon_json,
         docker_storage,
         iptables: iptables::probe_iptables_files(root, &env.path),
         securityfs_dir: root.join(rel(Path::new("/sys/kernel/security"))).is_dir(),
