@@ -37,6 +37,9 @@ tar -C "$d" -c . | docker import - inner:dns >/dev/null
 rm -rf "$d"
 "#;
 
+/// `docker compose` (v2 plugin, trixie) or `docker-compose` (v1, bookworm), in /tmp/proj.
+const DC: &str = "cd /tmp/proj && dc() { if docker compose version >/dev/null 2>&1; then docker compose \"$@\"; else docker-compose \"$@\"; fi; } && dc -p dnsproj";
+
 const COMPOSE: &str = r#"
 services:
   api:
@@ -127,9 +130,9 @@ fn inner_containers_resolve_the_workspaces_sibling_services() {
     let project = ws.exec_input(
         None,
         &[
-            "sh",
+            "bash",
             "-c",
-            "mkdir -p /tmp/proj && cat > /tmp/proj/compose.yaml && cd /tmp/proj && docker compose -p dnsproj up -d --quiet-pull",
+            &format!("mkdir -p /tmp/proj && cat > /tmp/proj/docker-compose.yaml && {DC} up -d"),
         ],
         Some(COMPOSE.as_bytes()),
         secs(180),
@@ -139,11 +142,9 @@ fn inner_containers_resolve_the_workspaces_sibling_services() {
         let out = ws.exec(
             None,
             &[
-                "sh",
+                "bash",
                 "-c",
-                &format!(
-                    "cd /tmp/proj && docker compose -p dnsproj exec -T web getent hosts {name}"
-                ),
+                &format!("{DC} exec -T web getent hosts {name}"),
             ],
             secs(60),
         );
@@ -157,15 +158,7 @@ fn inner_containers_resolve_the_workspaces_sibling_services() {
             assert!(out.stdout.starts_with(&db_ip), "{}", out.stdout);
         }
     }
-    let _ = ws.exec(
-        None,
-        &[
-            "sh",
-            "-c",
-            "cd /tmp/proj && docker compose -p dnsproj down -t 0",
-        ],
-        secs(120),
-    );
+    let _ = ws.exec(None, &["bash", "-c", &format!("{DC} down -t 0")], secs(120));
 
     // dockerd killed: ws-init restarts it with the same flags, the forwarder never stopped.
     ws.exec_ok(None, &["sh", "-c", "kill -9 $(pidof dockerd)"], secs(30));

@@ -28,7 +28,7 @@ pub fn ipv4_addrs() -> Vec<(String, Ipv4Addr)> {
     addrs
         .filter(|a| a.flags.contains(InterfaceFlags::IFF_UP))
         .filter_map(|a| {
-            let ip = Ipv4Addr::from(a.address?.as_sockaddr_in()?.ip());
+            let ip = a.address?.as_sockaddr_in()?.ip();
             (!ip.is_loopback() && !ip.is_unspecified()).then_some((a.interface_name, ip))
         })
         .collect()
