@@ -200,9 +200,13 @@ async fn survives_garbage_and_oversized_packets() {
     let mut b = [0u8; 1];
     let closed = tokio::time::timeout(WAIT, c.read(&mut b)).await.unwrap();
     assert!(matches!(closed, Ok(0) | Err(_)), "connection closed");
+    // A length promising 65535 bytes: refused at once, not waited for.
     let mut c = TcpStream::connect(fwd).await.unwrap();
     c.write_all(&[0xff, 0xff, 1]).await.unwrap();
-    drop(c);
+    let closed = tokio::time::timeout(Duration::from_secs(1), c.read(&mut b))
+        .await
+        .expect("closed before the idle timeout");
+    assert!(matches!(closed, Ok(0) | Err(_)), "connection closed");
     // Still serving both ways.
     let q = query(9, "db");
     assert_eq!(ask(fwd, &q, WAIT).await.unwrap(), answer(&q, false));

@@ -2,7 +2,7 @@
 //! a user-defined outer network next to a sibling service (with an alias), so its resolver
 //! is the outer engine's embedded DNS at 127.0.0.11. Inner containers on the default bridge,
 //! on an inner user-defined network, and in an inner Compose project must all resolve the
-//! sibling by name, also after dockerd was killed and restarted.
+//! sibling by name, also after dockerd was killed and after the workspace was restarted.
 //!
 //! Inner images: busybox-static's nslookup crashes in inner containers (static glibc NSS), so
 //! the inner image is made from the workspace's own bash, getent and their libraries.
@@ -165,6 +165,12 @@ fn inner_containers_resolve_the_workspaces_sibling_services() {
     std::thread::sleep(secs(2));
     ws.wait_docker(120);
     check("after a dockerd restart");
+
+    // The whole workspace restarted: ws-init plans and starts the forwarder again (the
+    // address may have changed), inner containers made before resolve with the new one.
+    docker_ok(&["restart", "-t", "10", &ws.name], secs(120));
+    ws.wait_docker(120);
+    check("after docker restart");
     drop(ws);
     drop(db);
 }

@@ -19,7 +19,8 @@ use tokio::time::{timeout, timeout_at, Instant};
 use super::message;
 use super::Config;
 
-/// Largest query accepted over UDP (EDNS payloads are far smaller; larger is garbage).
+/// Largest query accepted, over UDP or TCP (real queries are far smaller; larger is garbage
+/// or an attempt to make us hold memory).
 pub const MAX_UDP_QUERY: usize = 4096;
 /// How long an idle TCP client connection is kept.
 const TCP_IDLE: Duration = Duration::from_secs(10);
@@ -182,15 +183,23 @@ pub async fn serve_tcp(listener: Arc<TcpListener>, cfg: Arc<Config>) -> io::Resu
     }
 }
 
-/// Reads a length-prefixed message; `Ok(None)` at a clean end of stream.
-async fn read_framed(conn: &mut TcpStream) -> io::Result<Option<Vec<u8>>> {
+/// Reads a length-prefixed message of at most `max` bytes; `Ok(None)` at a clean end of
+/// stream. A longer one is an error before anything is allocated for it.
+async fn read_framed(conn: &mut TcpStream, max: usize) -> io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 2];
     match conn.read_exact(&mut len).await {
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
-    let mut msg = vec![0u8; u16::from_be_bytes(len) as usize];
+    let len = u16::from_be_bytes(len) as usize;
+    if len > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{len}-byte message"),
+        ));
+    }
+    let mut msg = vec![0u8; len];
     conn.read_exact(&mut msg).await?;
     Ok(Some(msg))
 }
@@ -206,7 +215,7 @@ async fn write_framed(conn: &mut TcpStream, msg: &[u8]) -> io::Result<()> {
 /// Queries on one client connection, one after the other, until it is idle or sends garbage.
 async fn serve_tcp_client(mut conn: TcpStream, cfg: &Config) -> io::Result<()> {
     loop {
-        let query = match timeout(TCP_IDLE, read_framed(&mut conn)).await {
+        let query = match timeout(TCP_IDLE, read_framed(&mut conn, MAX_UDP_QUERY)).await {
             Ok(Ok(Some(q))) if message::is_query(&q) => q,
             _ => return Ok(()),
         };
@@ -237,7 +246,7 @@ async fn ask_tcp(up: SocketAddr, query: &[u8]) -> io::Result<Vec<u8>> {
     let mut conn = TcpStream::connect(up).await?;
     write_framed(&mut conn, query).await?;
     loop {
-        match read_framed(&mut conn).await? {
+        match read_framed(&mut conn, u16::MAX as usize).await? {
             Some(resp) if message::answers(&resp, query) => return Ok(resp),
             Some(_) => continue,
             None => return Err(io::ErrorKind::UnexpectedEof.into()),
