@@ -15,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde::Serialize;
 
-use super::dockerd_args::user_gave;
+use super::dockerd_args::{user_gave, user_values};
 use crate::probe::resolv::{DaemonJsonDns, ResolvConf};
 
 /// The port inner containers (and dockerd's `--dns`, which has no port) use.
@@ -185,14 +185,23 @@ pub fn plan_dns(i: &DnsInputs) -> DnsPlan {
         }
         args.extend(opts.iter().map(|o| format!("--dns-opt={o}")));
     }
+    let mut why = format!(
+        "the workspace resolves through loopback {}, which inner containers cannot reach: ws-init forwards {} to {}",
+        list(&loopback),
+        listen,
+        list(&rc.nameservers)
+    );
+    if user_values(i.user_args, "dns-opt")
+        .iter()
+        .any(|o| o.starts_with("ndots"))
+    {
+        why.push_str(
+            "; your --dns-opt ndots makes Docker 25+ answer single-label names (such as `db`) on inner user-defined networks itself, so those do not reach the workspace's resolvers",
+        );
+    }
     DnsPlan {
         decision: DnsDecision::Forwarder,
-        why: format!(
-            "the workspace resolves through loopback {}, which inner containers cannot reach: ws-init forwards {} to {}",
-            list(&loopback),
-            listen,
-            list(&rc.nameservers)
-        ),
+        why,
         forwarder: Some(ForwarderPlan { listen, upstreams }),
         dockerd_args: args,
     }
@@ -301,6 +310,12 @@ mod tests {
         assert!(p.why.contains("/etc/docker/daemon.json"));
         // Their search domains or options alone: ours are not added next to them
         // (dockerd refuses a setting given both as a flag and in daemon.json).
+        let p = decide(OUTER_EMBEDDED, &["--dns-opt", "ndots:0"], None);
+        assert_eq!(
+            p.dockerd_args,
+            v(&["--dns=172.18.0.3", "--dns-search=corp.example"])
+        );
+        assert!(p.why.contains("your --dns-opt ndots"), "{}", p.why);
         let p = decide(OUTER_EMBEDDED, &["--dns-search=mine.example"], None);
         assert_eq!(
             p.dockerd_args,
