@@ -368,7 +368,8 @@ fn start_docker(
                 return None;
             }
             let mut spec = DockerdSpec::new(&plan.program, &plan.socket, &settings.dockerd_log);
-            spec.args = plan.args.clone();
+            // The inner DNS forwarder listens before dockerd hands its address out.
+            spec.args = crate::dns::start_planned(prepared.plan.dns.as_ref(), &plan.args);
             spec.env = plan.env.clone();
             spec.stop_timeout = settings.stop_timeout;
             spec.log_gid = settings.docker_gid;
@@ -378,7 +379,7 @@ fn start_docker(
                     warn!("{e}");
                 }
             }));
-            info!("starting dockerd {}", plan.args.join(" "));
+            info!("starting dockerd {}", spec.args.join(" "));
             Some(Supervisor::start(reaper, spec))
         }
     }

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::config::Settings;
+use crate::plan::dns::DnsDecision;
 use crate::plan::{DockerMode, Plan, Privilege, RemoteKind, Step, Warning};
 use crate::probe::{CapLevel, CgroupLayout, SystemProbe};
 
@@ -53,6 +54,7 @@ pub struct DoctorReport {
     pub ip6tables: Option<crate::plan::Ip6tablesDecision>,
     pub daemon_json: DaemonJsonSummary,
     pub steps: Vec<crate::plan::PlannedStep>,
+    pub inner_dns: Option<crate::plan::dns::DnsPlan>,
     pub dockerd_command: Option<Vec<String>>,
     pub problems: Vec<Problem>,
     pub notes: Vec<String>,
@@ -146,6 +148,7 @@ pub fn report(probe: &SystemProbe, plan: &Plan, settings: &Settings) -> DoctorRe
             error: probe.daemon_json.error.clone(),
         },
         steps: plan.steps.clone(),
+        inner_dns: plan.dns.clone(),
         dockerd_command: plan.dockerd.as_ref().map(|d| {
             std::iter::once(d.program.display().to_string())
                 .chain(d.args.iter().cloned())
@@ -382,6 +385,15 @@ pub fn render_text(r: &DoctorReport) -> String {
     row("dockerd ver", version_text(&r.versions.dockerd));
     row("containerd", version_text(&r.versions.containerd));
     row("runc", version_text(&r.versions.runc));
+    if let Some(d) = &r.inner_dns {
+        let decision = match d.decision {
+            DnsDecision::Unchanged => "unchanged",
+            DnsDecision::Forwarder => "forwarder",
+            DnsDecision::UserSetting => "your setting",
+            DnsDecision::Unavailable => "UNAVAILABLE",
+        };
+        row("inner dns", format!("{decision} — {}", d.why));
+    }
     if let Some(cmd) = &r.dockerd_command {
         row("dockerd", cmd.join(" "));
     }
@@ -530,6 +542,39 @@ mod tests {
             v["containerd_storage_path"],
             "/var/lib/docker/containerd/daemon"
         );
+    }
+
+    #[test]
+    fn inner_dns_decision_and_flags_are_shown() {
+        let s = enabled();
+        let mut p = probe("docker-near-privileged", &s);
+        p.iptables.nft_works = Some(true);
+        p.resolv_conf = Some(crate::probe::resolv::ResolvConf::parse(
+            "nameserver 127.0.0.11\noptions ndots:0\n",
+        ));
+        p.net.ipv4_addrs = vec![("eth0".into(), std::net::Ipv4Addr::new(172, 18, 0, 3))];
+        let r = report(&p, &make_plan(&p, &s), &s);
+        let text = render_text(&r);
+        for needle in [
+            "inner dns      forwarder — the workspace resolves through loopback 127.0.0.11",
+            "--dns=172.18.0.3 --dns-opt=attempts:2 --shutdown-timeout",
+        ] {
+            assert!(text.contains(needle), "{needle} not in\n{text}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&render_json(&r)).unwrap();
+        assert_eq!(v["inner_dns"]["decision"], "forwarder");
+        assert_eq!(v["inner_dns"]["forwarder"]["listen"], "172.18.0.3:53");
+        // The user's --dns wins, and doctor says so.
+        let s = Settings {
+            dockerd_args: vec!["--dns=192.0.2.53".into()],
+            ..enabled()
+        };
+        let text = render_text(&report(&p, &make_plan(&p, &s), &s));
+        assert!(
+            text.contains("inner dns      your setting — WS_DOCKERD_ARGS sets --dns"),
+            "{text}"
+        );
+        assert_eq!(text.matches("--dns").count(), 2, "{text}");
     }
 
     #[test]

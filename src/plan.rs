@@ -2,6 +2,7 @@
 //! steps `prepare` and `dockerd` take to get there. Input is a `SystemProbe`
 //! and the `Settings`; every decision is unit-tested on captured fixtures.
 
+pub mod dns;
 pub mod dockerd_args;
 pub mod ip6tables;
 pub mod iptables;
@@ -158,6 +159,8 @@ pub struct Plan {
     pub iptables: Option<IptablesDecision>,
     /// `None` when no dockerd is started.
     pub ip6tables: Option<Ip6tablesDecision>,
+    /// Inner containers' DNS; `None` when no dockerd is started.
+    pub dns: Option<dns::DnsPlan>,
     pub warnings: Vec<Warning>,
     /// Facts for doctor that are not worth a warning at every start.
     pub notes: Vec<String>,
@@ -389,11 +392,23 @@ fn dockerd_socket(p: &SystemProbe, s: &Settings) -> PathBuf {
     PathBuf::from(DOCKER_SOCKET)
 }
 
+/// The inner DNS decision from the probe (see `plan::dns`).
+pub fn dns_plan(p: &SystemProbe, s: &Settings) -> dns::DnsPlan {
+    dns::plan_dns(&dns::DnsInputs {
+        resolv: p.resolv_conf.as_ref(),
+        addrs: &p.net.ipv4_addrs,
+        default_route_interface: p.net.default_route_interface.as_deref(),
+        user_args: &s.dockerd_args,
+        daemon_json: &p.daemon_json,
+    })
+}
+
 pub fn dockerd_plan(
     p: &SystemProbe,
     s: &Settings,
     iptables_legacy: bool,
     ip6tables_off: bool,
+    dns: &dns::DnsPlan,
 ) -> DockerdPlan {
     let socket = dockerd_socket(p, s);
     let mut ours: Vec<(&str, String)> = vec![
@@ -450,6 +465,10 @@ pub fn dockerd_plan(
         if p.sysboxfs_mounts.is_empty() {
             ours.push(("cgroup-parent", format!("--cgroup-parent={}", v2.relative)));
         }
+    }
+    for arg in &dns.dockerd_args {
+        let name = arg.trim_start_matches('-').split('=').next().unwrap_or("");
+        ours.push((name, arg.clone()));
     }
     ours.push((
         "shutdown-timeout",
@@ -810,6 +829,7 @@ pub fn make_plan(p: &SystemProbe, s: &Settings) -> Plan {
     let mut ipt = None;
     let mut ip6 = None;
     let mut notes = Vec::new();
+    let mut dns = None;
     match &mode {
         DockerMode::Disabled | DockerMode::Impossible { .. } => {}
         DockerMode::Remote { host, kind } => {
@@ -842,11 +862,22 @@ pub fn make_plan(p: &SystemProbe, s: &Settings) -> Plan {
                     "load the ip6_tables and ip6table_nat modules on the host, or pass WS_DOCKERD_ARGS=\"--ip6tables=false\" to accept it".to_string(),
                 ));
             }
-            let d = dockerd_plan(p, s, legacy, six.disable);
-            warnings.extend(daemon_json_warnings(p, s, &d.socket));
+            let d = dns_plan(p, s);
+            if d.decision == dns::DnsDecision::Unavailable {
+                warnings.push(warn(
+                    format!(
+                        "inner containers cannot resolve what the workspace resolves: {}",
+                        d.why
+                    ),
+                    "give dockerd reachable servers: WS_DOCKERD_ARGS=\"--dns=IP\"".to_string(),
+                ));
+            }
+            let daemon = dockerd_plan(p, s, legacy, six.disable, &d);
+            warnings.extend(daemon_json_warnings(p, s, &daemon.socket));
             notes = version_notes(p);
-            dockerd = Some(d);
+            dockerd = Some(daemon);
             ip6 = Some(six);
+            dns = Some(d);
         }
     }
     Plan {
@@ -855,6 +886,7 @@ pub fn make_plan(p: &SystemProbe, s: &Settings) -> Plan {
         dockerd,
         iptables: ipt,
         ip6tables: ip6,
+        dns,
         warnings,
         notes,
     }

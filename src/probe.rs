@@ -12,6 +12,7 @@ pub mod daemon_json;
 pub mod iptables;
 pub mod mountinfo;
 pub mod net;
+pub mod resolv;
 pub mod socket;
 pub mod versions;
 
@@ -103,6 +104,8 @@ pub struct SystemProbe {
     pub docker_host_socket: Option<SocketProbe>,
     pub docker_host: Option<String>,
     pub net: NetProbe,
+    /// `/etc/resolv.conf`; `None` when unreadable (the error is in `errors`).
+    pub resolv_conf: Option<resolv::ResolvConf>,
     pub docker_storage: StorageProbe,
     /// Where dockerd's managed containerd keeps its state (images with the
     /// containerd image store): `/var/lib/docker/containerd` unless it is its own mount.
@@ -265,6 +268,14 @@ pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProb
         .filter(|p| p.is_absolute() && *p != Path::new(DOCKER_SOCKET))
         .map(|p| socket::probe_socket(root, p, &mounts));
 
+    let resolv_conf = match resolv::probe_resolv_conf(root) {
+        Ok(rc) => Some(rc),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+
     let data = socket::resolve_in_root(root, Path::new(DOCKER_DATA_ROOT));
     let docker_storage = StorageProbe {
         fs_type: mounts.fs_type_of(&data).map(str::to_string),
@@ -298,6 +309,7 @@ pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProb
         docker_host_socket,
         docker_host: settings.docker_host.clone(),
         net: net::probe_net(root),
+        resolv_conf,
         docker_storage,
         containerd_storage,
         iptables: iptables::probe_iptables_files(root, &env.path),

@@ -1,5 +1,6 @@
 //! Interfaces, their MTU, and which one carries the default route.
 
+use std::net::Ipv4Addr;
 use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -13,6 +14,24 @@ pub struct NetProbe {
     pub interfaces: Vec<Interface>,
     pub default_route_interface: Option<String>,
     pub default_route_mtu: Option<u32>,
+    /// Non-loopback IPv4 addresses of interfaces that are up: (interface, address).
+    /// Read with getifaddrs, so only for the real root.
+    pub ipv4_addrs: Vec<(String, Ipv4Addr)>,
+}
+
+/// The non-loopback IPv4 addresses of this network namespace's interfaces that are up.
+pub fn ipv4_addrs() -> Vec<(String, Ipv4Addr)> {
+    use nix::net::if_::InterfaceFlags;
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    addrs
+        .filter(|a| a.flags.contains(InterfaceFlags::IFF_UP))
+        .filter_map(|a| {
+            let ip = a.address?.as_sockaddr_in()?.ip();
+            (!ip.is_loopback() && !ip.is_unspecified()).then_some((a.interface_name, ip))
+        })
+        .collect()
 }
 
 /// The interface of the IPv4 default route in `/proc/net/route` (destination
@@ -61,6 +80,11 @@ pub fn probe_net(root: &Path) -> NetProbe {
         interfaces,
         default_route_interface,
         default_route_mtu,
+        ipv4_addrs: if root == Path::new("/") {
+            ipv4_addrs()
+        } else {
+            Vec::new()
+        },
     }
 }
 

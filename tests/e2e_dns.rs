@@ -1,0 +1,176 @@
+//! End to end: inner containers resolve what the workspace resolves. The workspace sits on
+//! a user-defined outer network next to a sibling service (with an alias), so its resolver
+//! is the outer engine's embedded DNS at 127.0.0.11. Inner containers on the default bridge,
+//! on an inner user-defined network, and in an inner Compose project must all resolve the
+//! sibling by name, also after dockerd was killed and after the workspace was restarted.
+//!
+//! Inner images: busybox-static's nslookup crashes in inner containers (static glibc NSS), so
+//! the inner image is made from the workspace's own bash, getent and their libraries.
+
+#[allow(dead_code)]
+#[path = "e2e/support.rs"]
+mod support;
+
+use support::{docker, docker_ok, e2e, secs, unique, Container};
+
+/// Removes the outer network when dropped (after the containers on it: declare it first).
+struct Network(String);
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = docker(&["network", "rm", &self.0], secs(60));
+    }
+}
+
+/// Builds `inner:dns` inside the workspace from its own binaries (`docker import`).
+const MAKE_INNER_IMAGE: &str = r#"
+set -euo pipefail
+d=$(mktemp -d)
+files=(/usr/bin/bash /usr/bin/getent /usr/bin/sleep /usr/bin/cat)
+for f in "${files[@]}" $(ldd "${files[@]}" | awk '/=>/ {print $3} /^\t\// {print $1}' | sort -u); do
+  cp --parents -L "$f" "$d"
+done
+mkdir -p "$d/etc" "$d/bin" "$d/tmp"
+ln -s /usr/bin/bash "$d/bin/sh"
+echo 'hosts: files dns' > "$d/etc/nsswitch.conf"
+tar -C "$d" -c . | docker import - inner:dns >/dev/null
+rm -rf "$d"
+"#;
+
+/// `docker compose` (v2 plugin, trixie) or `docker-compose` (v1, bookworm), in /tmp/proj.
+const DC: &str = "cd /tmp/proj && dc() { if docker compose version >/dev/null 2>&1; then docker compose \"$@\"; else docker-compose \"$@\"; fi; } && dc -p dnsproj";
+
+const COMPOSE: &str = r#"
+services:
+  api:
+    image: inner:dns
+    command: ["sleep", "300"]
+  web:
+    image: inner:dns
+    command: ["sleep", "300"]
+"#;
+
+/// `getent hosts NAME` in a fresh inner container; the address it prints.
+fn inner_lookup(ws: &Container, network: &str, name: &str) -> String {
+    let out = ws.exec_ok(
+        None,
+        &[
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            network,
+            "inner:dns",
+            "getent",
+            "hosts",
+            name,
+        ],
+        secs(90),
+    );
+    out.split_whitespace().next().unwrap_or("").to_string()
+}
+
+#[test]
+fn inner_containers_resolve_the_workspaces_sibling_services() {
+    let Some(e) = e2e() else { return };
+    let net = Network(unique("dnsnet"));
+    docker_ok(&["network", "create", &net.0], secs(60));
+    let sibling = unique("db");
+    let alias = format!("{sibling}-alias");
+    let db = Container::start(
+        &sibling,
+        &["--network", &net.0, "--network-alias", &alias],
+        &e.image,
+        &["sleep", "infinity"],
+    );
+    let db_ip = db.inspect(&format!(
+        "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+        net.0
+    ));
+    assert!(!db_ip.is_empty(), "sibling has no address on {}", net.0);
+    let ws = Container::workspace(e, &unique("dnsws"), &["--network", &net.0]);
+    ws.wait_docker(120);
+
+    let made = ws.exec_input(
+        None,
+        &["bash", "-s"],
+        Some(MAKE_INNER_IMAGE.as_bytes()),
+        secs(120),
+    );
+    assert!(made.ok(), "inner image:\n{}", made.describe());
+    ws.exec_ok(None, &["docker", "network", "create", "innernet"], secs(60));
+
+    let check = |when: &str| {
+        for network in ["bridge", "innernet"] {
+            for name in [&sibling, &alias] {
+                let got = inner_lookup(&ws, network, name);
+                if got != db_ip {
+                    ws.fail(&format!(
+                        "{when}: an inner container on {network} resolved {name} to {got:?}, want {db_ip}"
+                    ));
+                }
+            }
+        }
+    };
+    check("first start");
+
+    // The workspace itself resolves the sibling through 127.0.0.11, and doctor says why
+    // inner containers get a forwarder.
+    let resolv = ws.exec_ok(None, &["cat", "/etc/resolv.conf"], secs(30));
+    assert!(resolv.contains("127.0.0.11"), "{resolv}");
+    let doctor = ws.exec_ok(None, &["ws-init", "doctor"], secs(60));
+    assert!(
+        doctor.contains(
+            "inner dns      forwarder — the workspace resolves through loopback 127.0.0.11"
+        ),
+        "{doctor}"
+    );
+
+    // An inner Compose project: its services find each other and the sibling.
+    let project = ws.exec_input(
+        None,
+        &[
+            "bash",
+            "-c",
+            &format!("mkdir -p /tmp/proj && cat > /tmp/proj/docker-compose.yaml && {DC} up -d"),
+        ],
+        Some(COMPOSE.as_bytes()),
+        secs(180),
+    );
+    assert!(project.ok(), "compose up:\n{}", project.describe());
+    for name in ["api", sibling.as_str()] {
+        let out = ws.exec(
+            None,
+            &[
+                "bash",
+                "-c",
+                &format!("{DC} exec -T web getent hosts {name}"),
+            ],
+            secs(60),
+        );
+        if !out.ok() {
+            ws.fail(&format!(
+                "compose service web cannot resolve {name}:\n{}",
+                out.describe()
+            ));
+        }
+        if name == sibling {
+            assert!(out.stdout.starts_with(&db_ip), "{}", out.stdout);
+        }
+    }
+    let _ = ws.exec(None, &["bash", "-c", &format!("{DC} down -t 0")], secs(120));
+
+    // dockerd killed: ws-init restarts it with the same flags, the forwarder never stopped.
+    ws.exec_ok(None, &["sh", "-c", "kill -9 $(pidof dockerd)"], secs(30));
+    std::thread::sleep(secs(2));
+    ws.wait_docker(120);
+    check("after a dockerd restart");
+
+    // The whole workspace restarted: ws-init plans and starts the forwarder again (the
+    // address may have changed), inner containers made before resolve with the new one.
+    docker_ok(&["restart", "-t", "10", &ws.name], secs(120));
+    ws.wait_docker(120);
+    check("after docker restart");
+    drop(ws);
+    drop(db);
+}
