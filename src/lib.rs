@@ -17,5 +17,6 @@ pub mod pid1;
 pub mod plan;
 pub mod prepare;
 pub mod probe;
+pub mod rootless;
 pub mod tls;
 pub mod user;

@@ -106,6 +106,8 @@ pub struct SystemProbe {
     pub pid_files: Vec<PidFile>,
     /// Live processes named dockerd in our pid namespace (our own inner daemon).
     pub dockerd_pids: Vec<i32>,
+    /// What rootless mode needs; probed only with `WS_DOCKER_ROOTLESS` on.
+    pub rootless: Option<crate::rootless::probe::RootlessProbe>,
     /// Inputs that could not be read or parsed (shown by doctor).
     pub errors: Vec<String>,
 }
@@ -280,6 +282,9 @@ pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProb
         dev_kmsg: root.join("dev/kmsg").exists(),
         pid_files: find_pid_files(root),
         dockerd_pids: dockerd_pids(root),
+        rootless: settings
+            .docker_rootless
+            .then(|| crate::rootless::probe::probe_rootless(root, settings, &env.path)),
         mounts,
         env,
         errors,
