@@ -327,7 +327,12 @@ fn start_docker(
                 // does not walk (the user could plant links there).
                 spec.run_as = crate::rootless::run_as(settings)?;
                 crate::rootless::log_limitations(&prepared.probe);
-                info!("starting rootless dockerd as {}: {} {}", spec.run_as.as_ref().map(|u| u.name.as_str()).unwrap_or("?"), plan.program.display(), plan.args.join(" "));
+                info!(
+                    "starting rootless dockerd as {}: {} {}",
+                    spec.run_as.as_ref().map(|u| u.name.as_str()).unwrap_or("?"),
+                    plan.program.display(),
+                    plan.args.join(" ")
+                );
                 return Some(Supervisor::start(reaper, spec));
             }
             // Before every (re)start: a crashed dockerd leaves its pid file behind.

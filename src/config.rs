@@ -426,7 +426,11 @@ mod tests {
         );
         assert!(parse(&[("WS_DOCKER_WAIT", "2")]).is_err());
         assert!(parse(&[("WS_DOCKER_ROOTLESS", "maybe")]).is_err());
-        assert!(parse(&[("WS_DOCKER_ROOTLESS", "1")]).unwrap().docker_rootless);
+        assert!(
+            parse(&[("WS_DOCKER_ROOTLESS", "1")])
+                .unwrap()
+                .docker_rootless
+        );
         assert!(!parse(&[]).unwrap().docker_rootless);
     }
 

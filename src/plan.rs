@@ -660,7 +660,11 @@ fn rootless_plan(
         .map(|action| {
             // The CLI context is a convenience: DOCKER_HOST works without it.
             let optional = matches!(action, rp::RootlessStep::ClientContext { .. });
-            step(Step::Rootless { action }, optional, "rootless dockerd needs it")
+            step(
+                Step::Rootless { action },
+                optional,
+                "rootless dockerd needs it",
+            )
         })
         .collect();
     if !p.mounts.root_is_shared() {

@@ -40,7 +40,8 @@ pub fn merge_config(existing: Option<&[u8]>) -> Result<ConfigChange, String> {
     let mut v: Value = match existing {
         None => json!({}),
         Some(b) if b.iter().all(u8::is_ascii_whitespace) => json!({}),
-        Some(b) => serde_json::from_slice(b).map_err(|e| format!("config.json is not JSON ({e}); left alone"))?,
+        Some(b) => serde_json::from_slice(b)
+            .map_err(|e| format!("config.json is not JSON ({e}); left alone"))?,
     };
     let Some(obj) = v.as_object_mut() else {
         return Err("config.json is not a JSON object; left alone".into());
@@ -70,7 +71,13 @@ pub fn write_context(home: &Path, uid: u32, gid: u32, socket: &Path) -> io::Resu
     let (contexts, _) = ensure_dir_at(&docker, "contexts", 0o755, owner)?;
     let (meta, _) = ensure_dir_at(&contexts, "meta", 0o755, owner)?;
     let (ours, _) = ensure_dir_at(&meta, CONTEXT_DIGEST, 0o755, owner)?;
-    write_file_at(&ours, "meta.json", &to_bytes(&context_meta(socket)), 0o644, (uid, gid))?;
+    write_file_at(
+        &ours,
+        "meta.json",
+        &to_bytes(&context_meta(socket)),
+        0o644,
+        (uid, gid),
+    )?;
     let existing = read_file_at(&docker, "config.json", uid)?;
     let change = merge_config(existing.as_deref())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
@@ -122,7 +129,10 @@ mod tests {
     #[test]
     fn writes_context_and_config_in_a_home() {
         let t = tempfile::tempdir().unwrap();
-        let (uid, gid) = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+        let (uid, gid) = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
         let sock = Path::new("/run/user/1000/docker.sock");
         write_context(t.path(), uid, gid, sock).unwrap();
         let meta: Value = serde_json::from_str(
@@ -152,7 +162,10 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let elsewhere = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink(elsewhere.path(), t.path().join(".docker")).unwrap();
-        let (uid, gid) = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+        let (uid, gid) = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
         assert!(write_context(t.path(), uid, gid, Path::new("/s")).is_err());
         assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
     }

@@ -93,7 +93,12 @@ pub struct Prerequisite {
     pub fix: Option<String>,
 }
 
-fn check(name: &'static str, ok: bool, detail: impl Into<String>, fix: Option<String>) -> Prerequisite {
+fn check(
+    name: &'static str,
+    ok: bool,
+    detail: impl Into<String>,
+    fix: Option<String>,
+) -> Prerequisite {
     Prerequisite {
         name,
         ok,
@@ -108,7 +113,10 @@ pub fn limitations(p: &SystemProbe, r: &RootlessProbe) -> Vec<String> {
         "resource limits (docker run --memory, --cpus, --pids-limit) are not applied: rootless dockerd only gets a cgroup driver from a systemd user instance that delegates cgroups, and a workspace has none".to_string(),
     ];
     if p.cgroups.v2_root.is_none() {
-        l.push("this container has cgroup v1, where rootless Docker can never apply resource limits".into());
+        l.push(
+            "this container has cgroup v1, where rootless Docker can never apply resource limits"
+                .into(),
+        );
     }
     match r.unprivileged_port_start {
         Some(0) => {}
@@ -140,7 +148,12 @@ pub fn allocate_range(
             if s.saturating_add(count) > end {
                 break;
             }
-            match taken.iter().filter(|(a, b)| *a < s + count && s < *b).map(|(_, b)| *b).max() {
+            match taken
+                .iter()
+                .filter(|(a, b)| *a < s + count && s < *b)
+                .map(|(_, b)| *b)
+                .max()
+            {
                 Some(next) => s = next,
                 None => return Some(s),
             }
@@ -160,7 +173,12 @@ pub enum SubIds {
     NoRoom,
 }
 
-pub fn subids(entries: Option<&[SubIdEntry]>, map: &[IdRange], user: &RootlessUser, own_id: u32) -> SubIds {
+pub fn subids(
+    entries: Option<&[SubIdEntry]>,
+    map: &[IdRange],
+    user: &RootlessUser,
+    own_id: u32,
+) -> SubIds {
     let entries = entries.unwrap_or(&[]);
     let mine: u64 = entries
         .iter()
@@ -179,7 +197,9 @@ pub fn subids(entries: Option<&[SubIdEntry]>, map: &[IdRange], user: &RootlessUs
 /// The rootless data root: `/var/lib/docker/rootless/<user>`, so a rootful
 /// data root already on the volume stays as it is.
 pub fn data_root(user: &RootlessUser) -> PathBuf {
-    Path::new(DOCKER_DATA_ROOT).join("rootless").join(&user.name)
+    Path::new(DOCKER_DATA_ROOT)
+        .join("rootless")
+        .join(&user.name)
 }
 
 /// Every prerequisite, in the order doctor lists them.
@@ -198,14 +218,24 @@ pub fn prerequisites(p: &SystemProbe, r: &RootlessProbe) -> Vec<Prerequisite> {
     ));
     let userns_detail;
     let (userns_ok, userns_fix) = if r.max_user_namespaces == Some(0) {
-        userns_detail = "user namespaces are switched off (user.max_user_namespaces = 0)".to_string();
-        (false, "on the host: sysctl -w user.max_user_namespaces=15000")
+        userns_detail =
+            "user namespaces are switched off (user.max_user_namespaces = 0)".to_string();
+        (
+            false,
+            "on the host: sysctl -w user.max_user_namespaces=15000",
+        )
     } else if r.unprivileged_userns_clone == Some(0) {
         userns_detail = "unprivileged users may not create user namespaces (kernel.unprivileged_userns_clone = 0)".to_string();
-        (false, "on the host: sysctl -w kernel.unprivileged_userns_clone=1")
+        (
+            false,
+            "on the host: sysctl -w kernel.unprivileged_userns_clone=1",
+        )
     } else if r.apparmor_restrict_userns == Some(1) {
         userns_detail = "AppArmor takes every capability from unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1)".to_string();
-        (false, "on the host: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0")
+        (
+            false,
+            "on the host: sysctl -w kernel.apparmor_restrict_unprivileged_userns=0",
+        )
     } else {
         userns_detail = match r.max_user_namespaces {
             Some(n) => format!("allowed (user.max_user_namespaces = {n})"),
@@ -213,7 +243,12 @@ pub fn prerequisites(p: &SystemProbe, r: &RootlessProbe) -> Vec<Prerequisite> {
         };
         (true, "")
     };
-    out.push(check("user_namespaces", userns_ok, userns_detail, Some(userns_fix.into())));
+    out.push(check(
+        "user_namespaces",
+        userns_ok,
+        userns_detail,
+        Some(userns_fix.into()),
+    ));
     let missing: Vec<&str> = r
         .programs
         .iter()
@@ -224,11 +259,11 @@ pub fn prerequisites(p: &SystemProbe, r: &RootlessProbe) -> Vec<Prerequisite> {
         "programs",
         missing.is_empty(),
         if missing.is_empty() {
-            "rootlesskit, slirp4netns, newuidmap, newgidmap and dockerd are on PATH".to_string()
+            "rootlesskit, slirp4netns, newuidmap, newgidmap, ip and dockerd are on PATH".to_string()
         } else {
             format!("missing on PATH: {}", missing.join(", "))
         },
-        Some("install the packages rootlesskit slirp4netns uidmap in the image (the ws-init image has them)".into()),
+        Some("install the packages rootlesskit slirp4netns uidmap iproute2 in the image (the ws-init image has them)".into()),
     ));
     if let Some(u) = r.user.as_ref().filter(|_| user_ok) {
         for (name, file, entries, map, own) in [
@@ -355,16 +390,28 @@ pub fn dockerd_plan(p: &SystemProbe, user: &RootlessUser, s: &Settings) -> Docke
     let socket = super::socket_path(user.uid);
     let mut ours: Vec<(&str, String)> = vec![
         ("host", format!("--host=unix://{}", socket.display())),
-        ("data-root", format!("--data-root={}", data_root(user).display())),
-        ("exec-root", format!("--exec-root={}", runtime.join("docker").display())),
-        ("pidfile", format!("--pidfile={}", runtime.join("docker.pid").display())),
+        (
+            "data-root",
+            format!("--data-root={}", data_root(user).display()),
+        ),
+        (
+            "exec-root",
+            format!("--exec-root={}", runtime.join("docker").display()),
+        ),
+        (
+            "pidfile",
+            format!("--pidfile={}", runtime.join("docker.pid").display()),
+        ),
     ];
     if let Some(mtu) = p.net.default_route_mtu.filter(|m| *m < 1500) {
         ours.push(("mtu", format!("--mtu={mtu}")));
     }
     ours.push((
         "shutdown-timeout",
-        format!("--shutdown-timeout={}", shutdown_timeout_secs(s.stop_timeout)),
+        format!(
+            "--shutdown-timeout={}",
+            shutdown_timeout_secs(s.stop_timeout)
+        ),
     ));
     let mut args: Vec<String> = [
         "--net=slirp4netns".to_string(),

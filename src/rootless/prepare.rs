@@ -27,7 +27,10 @@ pub fn add_subids(file: &Path, line: &str) -> Result<String, String> {
     let text = String::from_utf8_lossy(&existing).into_owned();
     let owner = line.split(':').next().unwrap_or_default();
     if parse_subids(&text).iter().any(|e| e.owner == owner) {
-        return Ok(format!("{} already has a range for {owner}", file.display()));
+        return Ok(format!(
+            "{} already has a range for {owner}",
+            file.display()
+        ));
     }
     let mut new = text;
     if !new.is_empty() && !new.ends_with('\n') {
@@ -111,7 +114,13 @@ pub fn data_root(volume: &Path, path: &Path, uid: u32, gid: u32) -> Result<Strin
         .ok()
         .and_then(|s| s.to_str())
         .filter(|s| !s.is_empty() && !s.contains('/'))
-        .ok_or_else(|| format!("{} is not a directory right below {}", parent.display(), volume.display()))?;
+        .ok_or_else(|| {
+            format!(
+                "{} is not a directory right below {}",
+                parent.display(),
+                volume.display()
+            )
+        })?;
     let v = open_dir(volume).map_err(|e| e.to_string())?;
     let (rl, _) = ensure_dir_at(&v, sub, 0o755, Some((0, 0)))
         .map_err(|e| format!("{}: {e}", parent.display()))?;
@@ -175,7 +184,10 @@ mod tests {
         // A missing file is created.
         let g = t.path().join("subgid");
         add_subids(&g, "workspace:100000:65536").unwrap();
-        assert_eq!(std::fs::read_to_string(&g).unwrap(), "workspace:100000:65536\n");
+        assert_eq!(
+            std::fs::read_to_string(&g).unwrap(),
+            "workspace:100000:65536\n"
+        );
     }
 
     #[test]
@@ -184,7 +196,10 @@ mod tests {
         let vol = t.path().join("docker");
         std::fs::create_dir(&vol).unwrap();
         std::fs::write(vol.join("rootful-file"), "x").unwrap();
-        let me = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+        let me = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
         let before = std::fs::metadata(&vol).unwrap();
         if nix::unistd::geteuid().is_root() {
             data_root(&vol, &vol.join("rootless/workspace"), 1000, 1000).unwrap();

@@ -68,11 +68,12 @@ pub struct RootlessProbe {
 }
 
 /// Programs rootless mode runs: rootlesskit and its network and id-map helpers, dockerd.
-pub const PROGRAMS: [&str; 5] = [
+pub const PROGRAMS: [&str; 6] = [
     "rootlesskit",
     "slirp4netns",
     "newuidmap",
     "newgidmap",
+    "ip",
     "dockerd",
 ];
 
@@ -119,7 +120,8 @@ fn read_number(root: &Path, rel: &str) -> Option<u64> {
 }
 
 pub fn probe_rootless(root: &Path, settings: &Settings, path_env: &str) -> RootlessProbe {
-    let passwd = PasswdFile::parse(&std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default());
+    let passwd =
+        PasswdFile::parse(&std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default());
     let user_name = crate::user::effective_user_name(settings.user.as_deref(), &passwd).to_string();
     let user = passwd
         .by_name(&user_name)

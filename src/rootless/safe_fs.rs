@@ -194,15 +194,28 @@ pub fn write_file_at(
         let raw = fd.as_raw_fd();
         let mut f = File::from(fd);
         f.write_all(contents)?;
-        fchown(raw, Some(Uid::from_raw(owner.0)), Some(Gid::from_raw(owner.1)))?;
+        fchown(
+            raw,
+            Some(Uid::from_raw(owner.0)),
+            Some(Gid::from_raw(owner.1)),
+        )?;
         // After fchown, which clears set-id bits; the umask does not apply.
         fchmod(raw, Mode::from_bits_truncate(mode))?;
         f.sync_all()?;
-        renameat(Some(dir.as_raw_fd()), tmp.as_str(), Some(dir.as_raw_fd()), name)?;
+        renameat(
+            Some(dir.as_raw_fd()),
+            tmp.as_str(),
+            Some(dir.as_raw_fd()),
+            name,
+        )?;
         Ok(())
     })();
     if let Err(e) = result {
-        let _ = unlinkat(Some(dir.as_raw_fd()), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+        let _ = unlinkat(
+            Some(dir.as_raw_fd()),
+            tmp.as_str(),
+            UnlinkatFlags::NoRemoveDir,
+        );
         return Err(io::Error::new(e.kind(), format!("write {name}: {e}")));
     }
     File::from(dir.try_clone()?).sync_all()
@@ -248,11 +261,17 @@ mod tests {
         std::fs::write(&victim, "secret").unwrap();
         std::os::unix::fs::symlink(&victim, t.path().join("sym")).unwrap();
         std::fs::hard_link(&victim, t.path().join("hard")).unwrap();
-        let me = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+        let me = (
+            nix::unistd::getuid().as_raw(),
+            nix::unistd::getgid().as_raw(),
+        );
         write_file_at(&dir, "sym", b"new", 0o644, me).unwrap();
         write_file_at(&dir, "hard", b"new", 0o600, me).unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "secret");
-        assert_eq!(std::fs::read_to_string(t.path().join("hard")).unwrap(), "new");
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("hard")).unwrap(),
+            "new"
+        );
         let m = std::fs::symlink_metadata(t.path().join("sym")).unwrap();
         assert!(m.is_file());
         assert_eq!(m.permissions().mode() & 0o7777, 0o644);

@@ -66,12 +66,21 @@ fn entry(owner: &str, start: u64, count: u64) -> SubIdEntry {
 fn ranges_start_at_100000_and_skip_taken_ones() {
     assert_eq!(allocate_range(&[], &full_map(), 1000, 65536), Some(100_000));
     let taken = [entry("a", 100_000, 65536), entry("b", 165_536, 65536)];
-    assert_eq!(allocate_range(&taken, &full_map(), 1000, 65536), Some(231_072));
+    assert_eq!(
+        allocate_range(&taken, &full_map(), 1000, 65536),
+        Some(231_072)
+    );
     // A hole too small for the range is skipped.
     let holey = [entry("a", 100_000, 1000), entry("b", 102_000, 65536)];
-    assert_eq!(allocate_range(&holey, &full_map(), 1000, 65536), Some(167_536));
+    assert_eq!(
+        allocate_range(&holey, &full_map(), 1000, 65536),
+        Some(167_536)
+    );
     // A user whose own uid sits in the way.
-    assert_eq!(allocate_range(&[], &full_map(), 120_000, 65536), Some(120_001));
+    assert_eq!(
+        allocate_range(&[], &full_map(), 120_000, 65536),
+        Some(120_001)
+    );
 }
 
 #[test]
@@ -101,11 +110,22 @@ fn ranges_stay_inside_our_user_namespace() {
 fn an_existing_range_of_the_user_is_kept() {
     let u = user();
     let by_name = [entry("workspace", 300_000, 65536)];
-    assert_eq!(subids(Some(&by_name), &full_map(), &u, 1000), SubIds::Present(65536));
-    let by_uid = [entry("1000", 300_000, 4096)];
-    assert_eq!(subids(Some(&by_uid), &full_map(), &u, 1000), SubIds::Present(4096));
     assert_eq!(
-        subids(Some(&[entry("other", 100_000, 65536)]), &full_map(), &u, 1000),
+        subids(Some(&by_name), &full_map(), &u, 1000),
+        SubIds::Present(65536)
+    );
+    let by_uid = [entry("1000", 300_000, 4096)];
+    assert_eq!(
+        subids(Some(&by_uid), &full_map(), &u, 1000),
+        SubIds::Present(4096)
+    );
+    assert_eq!(
+        subids(
+            Some(&[entry("other", 100_000, 65536)]),
+            &full_map(),
+            &u,
+            1000
+        ),
         SubIds::Add("workspace:165536:65536".into())
     );
     assert_eq!(
@@ -175,7 +195,9 @@ fn near_privileged_with_everything_is_rootless_with_its_steps() {
     let dockerd = &d.args[at + 1..];
     assert!(dockerd.contains(&"--host=unix:///run/user/1000/docker.sock".to_string()));
     assert!(dockerd.contains(&"--data-root=/var/lib/docker/rootless/workspace".to_string()));
-    assert!(!dockerd.iter().any(|a| a.starts_with("--group") || a.starts_with("--cgroup-parent")));
+    assert!(!dockerd
+        .iter()
+        .any(|a| a.starts_with("--group") || a.starts_with("--cgroup-parent")));
     assert!(d
         .env
         .contains(&("XDG_RUNTIME_DIR".to_string(), "/run/user/1000".to_string())));
@@ -198,7 +220,10 @@ fn the_users_data_root_wins_and_is_not_prepared() {
     let args = plan.dockerd.unwrap().args;
     assert!(args.contains(&"--data-root=/home/workspace/docker".to_string()));
     assert!(!args.iter().any(|a| a.contains("/var/lib/docker/rootless")));
-    assert_eq!(data_root(&user()), PathBuf::from("/var/lib/docker/rootless/workspace"));
+    assert_eq!(
+        data_root(&user()),
+        PathBuf::from("/var/lib/docker/rootless/workspace")
+    );
 }
 
 fn reasons(p: &SystemProbe) -> Vec<String> {
@@ -213,7 +238,11 @@ fn each_missing_prerequisite_names_its_fix() {
     let mut r = good();
     r.max_user_namespaces = Some(0);
     let why = reasons(&with("docker-near-privileged", r)).join("\n");
-    assert!(why.contains("user.max_user_namespaces = 0") && why.contains("sysctl -w user.max_user_namespaces"), "{why}");
+    assert!(
+        why.contains("user.max_user_namespaces = 0")
+            && why.contains("sysctl -w user.max_user_namespaces"),
+        "{why}"
+    );
 
     let mut r = good();
     r.unprivileged_userns_clone = Some(0);
@@ -222,19 +251,23 @@ fn each_missing_prerequisite_names_its_fix() {
 
     let mut r = good();
     r.apparmor_restrict_userns = Some(1);
-    assert!(reasons(&with("docker-near-privileged", r)).join("\n").contains("apparmor_restrict_unprivileged_userns=0"));
+    assert!(reasons(&with("docker-near-privileged", r))
+        .join("\n")
+        .contains("apparmor_restrict_unprivileged_userns=0"));
 
     let mut r = good();
     r.programs[0].1 = None;
     let why = reasons(&with("docker-near-privileged", r)).join("\n");
-    assert!(why.contains("missing on PATH: rootlesskit") && why.contains("uidmap"), "{why}");
+    assert!(
+        why.contains("missing on PATH: rootlesskit") && why.contains("uidmap"),
+        "{why}"
+    );
 
     let mut r = good();
-    r.user = Some(RootlessUser {
-        uid: 0,
-        ..user()
-    });
-    assert!(reasons(&with("docker-near-privileged", r)).join("\n").contains("WS_USER"));
+    r.user = Some(RootlessUser { uid: 0, ..user() });
+    assert!(reasons(&with("docker-near-privileged", r))
+        .join("\n")
+        .contains("WS_USER"));
 
     let mut r = good();
     r.uid_map = vec![IdRange {
@@ -242,7 +275,10 @@ fn each_missing_prerequisite_names_its_fix() {
         count: 65536,
     }];
     let why = reasons(&with("docker-near-privileged", r)).join("\n");
-    assert!(why.contains("/etc/subuid") && !why.contains("/etc/subgid"), "{why}");
+    assert!(
+        why.contains("/etc/subuid") && !why.contains("/etc/subgid"),
+        "{why}"
+    );
 }
 
 #[test]
@@ -268,7 +304,10 @@ fn tun_present_and_ranges_present_mean_fewer_steps() {
 fn limitations_are_said_not_hidden() {
     let p = with("host-hybrid-v1", good());
     let l = limitations(&p, p.rootless.as_ref().unwrap()).join("\n");
-    assert!(l.contains("resource limits") && l.contains("cgroup v1"), "{l}");
+    assert!(
+        l.contains("resource limits") && l.contains("cgroup v1"),
+        "{l}"
+    );
     assert!(l.contains("below 1024"), "{l}");
     let mut r = good();
     r.unprivileged_port_start = Some(0);
