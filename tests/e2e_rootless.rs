@@ -100,8 +100,12 @@ fn rootless_docker_is_the_workspace_users_and_survives_kill_restart_and_stop() {
         secs(30),
     );
     ws.check(
-        droot == "workspace 700\nroot 711" || droot.starts_with("workspace 7"),
-        &format!("data root owners: {droot:?}"),
+        droot
+            .lines()
+            .next()
+            .is_some_and(|l| l.starts_with("workspace "))
+            && droot.lines().nth(1).is_some_and(|l| l.starts_with("root ")),
+        &format!("data root owners: {droot:?} (want the user's directory in a root-owned volume)"),
     );
     let doctor = ws.exec_ok(None, &["ws-init", "doctor"], secs(60));
     ws.check(
@@ -261,4 +265,42 @@ fn rootless_without_its_programs_explains_and_keeps_running() {
         logs.contains("rootless: missing on PATH"),
         &format!("startup log:\n{logs}"),
     );
+}
+
+/// The main command (as the workspace user, no DOCKER_HOST) reaches the rootless daemon.
+#[test]
+fn rootless_docker_works_in_the_main_command() {
+    let Some(e) = e2e() else { return };
+    let vol = Volume::create(&unique("rlmainvol"));
+    let mount = format!("{}:/var/lib/docker", vol.name);
+    let mut args: Vec<&str> = e.privileged.iter().map(String::as_str).collect();
+    args.extend_from_slice(&[
+        "-e",
+        "WS_DOCKER_ENABLE_CLIENT=1",
+        "-e",
+        "WS_DOCKER_ROOTLESS=1",
+        "-e",
+        "WS_DOCKER_WAIT=1",
+        "-v",
+        &mount,
+    ]);
+    let ws = Container::start(
+        &unique("rlmain"),
+        &args,
+        &e.image,
+        &[
+            "sh",
+            "-c",
+            "echo \"user=$(id -un) host=${DOCKER_HOST:-unset}\"; docker info --format 'opts={{.SecurityOptions}}'",
+        ],
+    );
+    let code = ws.wait_exit(secs(120));
+    let logs = ws.logs();
+    assert_eq!(code, 0, "main command failed:\n{logs}");
+    assert!(
+        logs.contains("user=workspace host=unset") && logs.contains("name=rootless"),
+        "{logs}"
+    );
+    drop(ws);
+    drop(vol);
 }
