@@ -660,11 +660,8 @@ fn rootless_plan(
         .map(|action| {
             // The CLI context is a convenience: DOCKER_HOST works without it.
             let optional = matches!(action, rp::RootlessStep::ClientContext { .. });
-            step(
-                Step::Rootless { action },
-                optional,
-                "rootless dockerd needs it",
-            )
+            let why = action.why();
+            step(Step::Rootless { action }, optional, why)
         })
         .collect();
     if !p.mounts.root_is_shared() {

@@ -62,6 +62,25 @@ impl RootlessStep {
         }
     }
 
+    /// Why the step is needed (doctor's and the log's `why`).
+    pub fn why(&self) -> &'static str {
+        match self {
+            RootlessStep::AddSubIds { .. } => {
+                "newuidmap/newgidmap map the inner ids to the user's subordinate range"
+            }
+            RootlessStep::CreateTun => "rootlesskit's slirp4netns network needs a tap device",
+            RootlessStep::RuntimeDir { .. } => {
+                "the rootless dockerd keeps its socket, pid file and state in XDG_RUNTIME_DIR"
+            }
+            RootlessStep::DataRoot { .. } => {
+                "the rootless dockerd stores images on the volume, in a directory it owns"
+            }
+            RootlessStep::ClientContext { .. } => {
+                "plain `docker` reaches the rootless socket without DOCKER_HOST"
+            }
+        }
+    }
+
     pub fn text(&self) -> String {
         match self {
             RootlessStep::AddSubIds { file, line } => {
@@ -125,7 +144,7 @@ pub fn limitations(p: &SystemProbe, r: &RootlessProbe) -> Vec<String> {
             start.unwrap_or(1024)
         )),
     }
-    l.push("inner containers cannot reach the workspace's 127.0.0.1 (rootlesskit --disable-host-loopback) and see each other's published ports through the workspace, not on the host directly".into());
+    l.push("inner containers cannot reach the workspace's 127.0.0.1 (rootlesskit --disable-host-loopback)".into());
     l
 }
 
