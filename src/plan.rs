@@ -118,6 +118,7 @@ pub enum Step {
     AddUserToSocketGroup { gid: u32 },
     /// Rootless mode's preparation (`rootless::plan`).
     Rootless {
+        #[serde(flatten)]
         action: crate::rootless::plan::RootlessStep,
     },
 }

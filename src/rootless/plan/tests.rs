@@ -317,6 +317,17 @@ fn limitations_are_said_not_hidden() {
 }
 
 #[test]
+fn steps_serialize_flat_for_doctor() {
+    let p = with("docker-near-privileged", good());
+    let plan = make_plan(&p, &rootless());
+    let v = serde_json::to_value(&plan.steps[0]).unwrap();
+    assert_eq!(v["step"], "rootless");
+    assert_eq!(v["action"], "add_sub_ids");
+    assert_eq!(v["file"], "/etc/subuid");
+    assert_eq!(v["optional"], false);
+}
+
+#[test]
 fn rootless_off_changes_nothing() {
     let p = probe("docker-near-privileged", &enabled());
     assert_eq!(p.rootless, None);
