@@ -15,6 +15,8 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # during the build (there is no init here; ws-init starts dockerd at run time).
 # From trixie on the CLI and the buildx plugin are packages of their own (installed when the
 # suite has them); docker-compose is the v2 CLI plugin from trixie on, v1 on bookworm.
+# rootlesskit, slirp4netns, uidmap (newuidmap/newgidmap) and iproute2 (rootlesskit runs `ip`)
+# run the inner dockerd as the workspace user when WS_DOCKER_ROOTLESS=1.
 # hadolint ignore=DL3008
 RUN set -eux; \
     if getent group 999 >/dev/null; then echo "GID 999 is taken: $(getent group 999)" >&2; exit 1; fi; \
@@ -29,7 +31,8 @@ RUN set -eux; \
         if apt-cache show "$p" >/dev/null 2>&1; then extra="$extra $p"; fi; \
     done; \
     DEBIAN_FRONTEND=noninteractive apt-get $APT_OPTS install -y --no-install-recommends \
-        apparmor bash ca-certificates docker-compose docker.io iptables less procps $extra; \
+        apparmor bash ca-certificates docker-compose docker.io iptables less procps \
+        iproute2 rootlesskit slirp4netns uidmap $extra; \
     rm -f /usr/sbin/policy-rc.d; \
     apt-get clean; \
     rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /var/log/apt/* /var/log/dpkg.log; \

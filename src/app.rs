@@ -373,6 +373,20 @@ fn start_docker(
             spec.env = plan.env.clone();
             spec.stop_timeout = settings.stop_timeout;
             spec.log_gid = settings.docker_gid;
+            if let DockerMode::Rootless { .. } = &prepared.plan.mode {
+                // rootlesskit and dockerd as the workspace user; their pid
+                // files live in the user's runtime directory, which root
+                // does not walk (the user could plant links there).
+                spec.run_as = crate::rootless::run_as(settings)?;
+                crate::rootless::log_limitations(&prepared.probe);
+                info!(
+                    "starting rootless dockerd as {}: {} {}",
+                    spec.run_as.as_ref().map(|u| u.name.as_str()).unwrap_or("?"),
+                    plan.program.display(),
+                    plan.args.join(" ")
+                );
+                return Some(Supervisor::start(reaper, spec));
+            }
             // Before every (re)start: a crashed dockerd leaves its pid file behind.
             spec.pre_start = Some(Box::new(|| {
                 if let Err(e) = bringup::remove_stale_pid_files() {

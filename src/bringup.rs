@@ -153,6 +153,7 @@ pub fn step_name(step: &Step) -> &'static str {
         Step::GenerateTls { .. } => "generate-tls",
         Step::EnsureDockerGroup { .. } => "ensure-docker-group",
         Step::AddUserToSocketGroup { .. } => "add-user-to-socket-group",
+        Step::Rootless { action } => action.name(),
     }
 }
 
@@ -258,6 +259,7 @@ fn apply_step(step: &Step, user_name: Option<&str>) -> Result<String, String> {
             info!("the host socket's group {group} (gid {gid}) is given to the workspace user");
             Ok(format!("group {group}"))
         }
+        Step::Rootless { action } => crate::rootless::prepare::apply(action),
     }
 }
 

@@ -90,6 +90,8 @@ pub struct Settings {
     pub tls_san: Vec<String>,
     /// `DOCKER_IPTABLES_LEGACY`: `None` unset (auto), `Some(true)` non-empty, `Some(false)` empty.
     pub iptables_legacy: Option<bool>,
+    /// `WS_DOCKER_ROOTLESS`: the inner dockerd runs as the workspace user through rootlesskit.
+    pub docker_rootless: bool,
 }
 
 impl Default for Settings {
@@ -110,6 +112,7 @@ impl Default for Settings {
             docker_tls_verify: false,
             tls_san: Vec::new(),
             iptables_legacy: None,
+            docker_rootless: false,
         }
     }
 }
@@ -278,6 +281,9 @@ impl Settings {
             }
             s.docker_gid = gid;
         }
+        if let Some(v) = get("WS_DOCKER_ROOTLESS") {
+            s.docker_rootless = parse_bool("WS_DOCKER_ROOTLESS", v)?;
+        }
         if let Some(v) = get("WS_DOCKER_WAIT") {
             s.docker_wait = parse_bool("WS_DOCKER_WAIT", v)?;
         }
@@ -444,6 +450,13 @@ mod tests {
             "{msg}"
         );
         assert!(parse(&[("WS_DOCKER_WAIT", "2")]).is_err());
+        assert!(parse(&[("WS_DOCKER_ROOTLESS", "maybe")]).is_err());
+        assert!(
+            parse(&[("WS_DOCKER_ROOTLESS", "1")])
+                .unwrap()
+                .docker_rootless
+        );
+        assert!(!parse(&[]).unwrap().docker_rootless);
     }
 
     #[test]

@@ -427,7 +427,10 @@ pub async fn wait_docker_with(
     if !settings.docker_enable_client {
         return Ok(WaitOutcome::Disabled);
     }
-    let endpoint = Endpoint::from_docker_host_tls(settings.docker_host.as_deref(), tls_verify)?;
+    let endpoint = match crate::rootless::client_socket(settings) {
+        Some(socket) => Endpoint::Unix(socket),
+        None => Endpoint::from_docker_host_tls(settings.docker_host.as_deref(), tls_verify)?,
+    };
     let ready = wait_ready(&endpoint, Instant::now() + timeout).await?;
     Ok(WaitOutcome::Ready {
         endpoint,

@@ -56,6 +56,8 @@ pub struct DoctorReport {
     pub steps: Vec<crate::plan::PlannedStep>,
     pub inner_dns: Option<crate::plan::dns::DnsPlan>,
     pub dockerd_command: Option<Vec<String>>,
+    /// WS_DOCKER_ROOTLESS on: each prerequisite and what rootless cannot do here.
+    pub rootless: Option<crate::rootless::plan::RootlessReport>,
     pub problems: Vec<Problem>,
     pub notes: Vec<String>,
 }
@@ -154,6 +156,10 @@ pub fn report(probe: &SystemProbe, plan: &Plan, settings: &Settings) -> DoctorRe
                 .chain(d.args.iter().cloned())
                 .collect()
         }),
+        rootless: probe
+            .rootless
+            .as_ref()
+            .map(|r| crate::rootless::plan::report(probe, r)),
         problems,
         notes,
     }
@@ -210,6 +216,7 @@ fn mode_text(m: &DockerMode) -> String {
                 Privilege::NearPrivileged => "near-privileged",
             }
         ),
+        DockerMode::Rootless { user } => format!("rootless inner dockerd (as {user})"),
         DockerMode::Impossible { .. } => "impossible in this container".into(),
     }
 }
@@ -263,6 +270,7 @@ fn step_text(s: &Step) -> String {
         Step::AddUserToSocketGroup { gid } => {
             format!("add the workspace user to the socket's group {gid}")
         }
+        Step::Rootless { action } => action.text(),
     }
 }
 
@@ -396,6 +404,24 @@ pub fn render_text(r: &DoctorReport) -> String {
     }
     if let Some(cmd) = &r.dockerd_command {
         row("dockerd", cmd.join(" "));
+    }
+    if let Some(rl) = &r.rootless {
+        out.push_str("\nrootless:\n");
+        for c in &rl.prerequisites {
+            out.push_str(&format!(
+                "  {} {:<16} {}\n",
+                if c.ok { "ok" } else { "!!" },
+                c.name,
+                c.detail
+            ));
+            if let Some(f) = &c.fix {
+                out.push_str(&format!("     fix: {f}\n"));
+            }
+        }
+        out.push_str("  cannot do here:\n");
+        for l in &rl.limitations {
+            out.push_str(&format!("   - {l}\n"));
+        }
     }
     if !r.steps.is_empty() {
         out.push_str("\nsteps:\n");

@@ -18,6 +18,7 @@ pub mod pid1;
 pub mod plan;
 pub mod prepare;
 pub mod probe;
+pub mod rootless;
 pub mod stop_budget;
 pub mod tls;
 pub mod user;

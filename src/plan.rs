@@ -56,6 +56,8 @@ pub enum DockerMode {
     Sysbox,
     /// --privileged or the near-privileged flag set: full DinD preparation.
     InnerDaemon { privilege: Privilege },
+    /// WS_DOCKER_ROOTLESS: dockerd runs as `user` through rootlesskit.
+    Rootless { user: String },
     /// Plain `docker run` (or not root): the workspace starts, Docker does not.
     Impossible {
         reasons: Vec<String>,
@@ -69,7 +71,10 @@ impl DockerMode {
         !matches!(self, DockerMode::Impossible { .. })
     }
     pub fn starts_dockerd(&self) -> bool {
-        matches!(self, DockerMode::Sysbox | DockerMode::InnerDaemon { .. })
+        matches!(
+            self,
+            DockerMode::Sysbox | DockerMode::InnerDaemon { .. } | DockerMode::Rootless { .. }
+        )
     }
     pub fn name(&self) -> &'static str {
         match self {
@@ -78,6 +83,7 @@ impl DockerMode {
             DockerMode::HostSocket { .. } => "host-socket",
             DockerMode::Sysbox => "sysbox",
             DockerMode::InnerDaemon { .. } => "inner-daemon",
+            DockerMode::Rootless { .. } => "rootless",
             DockerMode::Impossible { .. } => "impossible",
         }
     }
@@ -116,6 +122,11 @@ pub enum Step {
     EnsureDockerGroup { gid: u32 },
     /// The host socket's group (by gid) exists and has the workspace user.
     AddUserToSocketGroup { gid: u32 },
+    /// Rootless mode's preparation (`rootless::plan`).
+    Rootless {
+        #[serde(flatten)]
+        action: crate::rootless::plan::RootlessStep,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -291,6 +302,16 @@ pub fn decide_mode(p: &SystemProbe, s: &Settings) -> DockerMode {
             answers: sock.answers(),
         };
     }
+    if let Some(r) = p.rootless.as_ref().filter(|_| s.docker_rootless) {
+        let mut blockers = inner_daemon_blockers(p);
+        blockers.extend(crate::rootless::plan::blockers(p, r));
+        return match (&r.user, blockers.is_empty()) {
+            (Some(u), true) => DockerMode::Rootless {
+                user: u.name.clone(),
+            },
+            _ => impossible(p, blockers),
+        };
+    }
     if !p.sysboxfs_mounts.is_empty() {
         return if p.is_root() {
             DockerMode::Sysbox
@@ -313,7 +334,11 @@ pub fn decide_mode(p: &SystemProbe, s: &Settings) -> DockerMode {
 
 /// The next iptables command check the plan needs, if any (drives `probe::probe_iptables_as_needed`).
 pub fn next_iptables_check(p: &SystemProbe, s: &Settings) -> Option<IptablesTool> {
-    if !decide_mode(p, s).starts_dockerd() || dockerd_args::user_disabled_iptables(&s.dockerd_args)
+    // Rootless dockerd runs iptables in its own fresh network namespace.
+    if !matches!(
+        decide_mode(p, s),
+        DockerMode::Sysbox | DockerMode::InnerDaemon { .. }
+    ) || dockerd_args::user_disabled_iptables(&s.dockerd_args)
     {
         return None;
     }
@@ -820,6 +845,32 @@ fn version_notes(p: &SystemProbe) -> Vec<String> {
     }]
 }
 
+fn rootless_plan(
+    p: &SystemProbe,
+    r: &crate::rootless::probe::RootlessProbe,
+    s: &Settings,
+) -> (Vec<PlannedStep>, Vec<Warning>, Option<DockerdPlan>) {
+    use crate::rootless::plan as rp;
+    let mut steps: Vec<PlannedStep> = rp::steps(p, r, s)
+        .into_iter()
+        .map(|action| {
+            // The CLI context is a convenience: DOCKER_HOST works without it.
+            let optional = matches!(action, rp::RootlessStep::ClientContext { .. });
+            let why = action.why();
+            step(Step::Rootless { action }, optional, why)
+        })
+        .collect();
+    if !p.mounts.root_is_shared() {
+        steps.push(step(
+            Step::MakeRootRshared,
+            true,
+            "inner containers need shared mount propagation for bind-propagation options",
+        ));
+    }
+    let dockerd = r.user.as_ref().map(|u| rp::dockerd_plan(p, u, s));
+    (steps, rp::warnings(p, s), dockerd)
+}
+
 /// The whole plan: mode, steps in the order to apply them, dockerd's command, warnings.
 pub fn make_plan(p: &SystemProbe, s: &Settings) -> Plan {
     let mode = decide_mode(p, s);
@@ -878,6 +929,18 @@ pub fn make_plan(p: &SystemProbe, s: &Settings) -> Plan {
             dockerd = Some(daemon);
             ip6 = Some(six);
             dns = Some(d);
+        }
+        DockerMode::Rootless { .. } => {
+            if let Some(r) = &p.rootless {
+                (steps, warnings, dockerd) = rootless_plan(p, r, s);
+                // Inner DNS as for the rootful daemon: slirp4netns reaches the
+                // workspace's own address, where ws-init (root) runs the forwarder.
+                let d = dns_plan(p, s);
+                if let Some(daemon) = dockerd.as_mut() {
+                    daemon.args.extend(d.dockerd_args.iter().cloned());
+                    dns = Some(d);
+                }
+            }
         }
     }
     Plan {

@@ -129,6 +129,8 @@ pub struct SystemProbe {
     /// PID 1's name and effective uid: doctor run by another user says how PID 1 sees things.
     pub pid1_comm: Option<String>,
     pub pid1_euid: Option<u32>,
+    /// What rootless mode needs; probed only with `WS_DOCKER_ROOTLESS` on.
+    pub rootless: Option<crate::rootless::probe::RootlessProbe>,
     /// Inputs that could not be read or parsed (shown by doctor).
     pub errors: Vec<String>,
 }
@@ -330,6 +332,9 @@ pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProb
         pid1_euid: std::fs::read_to_string(root.join("proc/1/status"))
             .ok()
             .and_then(|t| caps::parse_status(&t).uid.map(|u| u[1])),
+        rootless: settings
+            .docker_rootless
+            .then(|| crate::rootless::probe::probe_rootless(root, settings, &env.path)),
         mounts,
         env,
         errors,

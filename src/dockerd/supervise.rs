@@ -48,6 +48,8 @@ pub struct DockerdSpec {
     /// A start that has not answered `/_ping` after this long is reported
     /// (and reported again each period); dockerd is left to carry on.
     pub ready_warn_after: Duration,
+    /// Run as this user (rootless mode) instead of root.
+    pub run_as: Option<pid1::RunAs>,
 }
 
 impl DockerdSpec {
@@ -69,6 +71,7 @@ impl DockerdSpec {
             pre_start: None,
             backoff: BackoffPolicy::default(),
             ready_warn_after: Duration::from_secs(30),
+            run_as: None,
         }
     }
 }
@@ -317,7 +320,7 @@ impl Task {
             .stdin(Stdio::null())
             .stdout(Stdio::from(write_end.try_clone()?))
             .stderr(Stdio::from(write_end));
-        pid1::configure_child(&mut cmd, None, false);
+        pid1::configure_child(&mut cmd, self.spec.run_as.as_ref(), false);
         let child = self.reaper.spawn(&mut cmd)?;
         // The Command holds our copies of the write end: without dropping it,
         // the pipe would never reach end-of-file.

@@ -98,6 +98,9 @@ for mode in private host; do
     done
 done
 expected+=(private.inside_root_cgroup_procs_empty private.inside_subtree_control)
+for a in inner_docker_ready docker_info_rootless dockerd_user inner_run shadow_refused; do
+    expected+=("rootless.$a")
+done
 for name in "${expected[@]}"; do
     grep -aq "^WSVM-RESULT name=$name ok=1 " "$results" || { wsvm_log "missing or failed: $name"; fail=1; }
 done

@@ -206,6 +206,42 @@ for mode in "${modes[@]}"; do
     docker logs --tail 40 "ws-$mode" 2>&1 | sed "s/^/[ws-$mode] /" >/dev/console
     docker rm -f "ws-$mode" >/dev/null 2>&1
 done
+# --- rootless inner Docker (WS_DOCKER_ROOTLESS=1): dockerd as the workspace user ---
+mode=rootless
+t0=$SECONDS
+if c="$(docker run -d --privileged -e WS_DOCKER_ENABLE_CLIENT=1 -e WS_DOCKER_ROOTLESS=1 \
+    -v wsvm-rootless:/var/lib/docker --name ws-rootless "$IMAGE" 2>&1)"; then
+    if inner_ready rootless "$t0"; then
+        mark rootless.inner_ready
+        sec="$(ws docker info --format '{{.SecurityOptions}} driver={{.CgroupDriver}}')"
+        if [[ "$sec" == *name=rootless* ]]; then
+            result rootless.docker_info_rootless 1 "$sec"
+        else
+            result rootless.docker_info_rootless 0 "$sec"
+        fi
+        check_eq rootless.dockerd_user workspace "$(wsroot ps -o user= -C dockerd)"
+        docker cp "$payload/busybox" "ws-rootless:/tmp/busybox" >/dev/null 2>&1
+        ws sh -c 'set -e; rm -rf /tmp/bbimg; mkdir -p /tmp/bbimg/bin
+            cp /tmp/busybox /tmp/bbimg/bin/busybox; ln -s busybox /tmp/bbimg/bin/sh
+            tar -C /tmp/bbimg -c . | docker import - wsvm/busybox:1' >/dev/null
+        check_eq rootless.inner_run hello "$(ws docker run --rm wsvm/busybox:1 /bin/busybox echo hello)"
+        # Root in an inner container is the workspace user outside: /etc/shadow stays closed.
+        before="$(wsroot md5sum /etc/shadow)"
+        if out="$(ws docker run --rm -v /etc:/e wsvm/busybox:1 /bin/busybox sh -c 'echo x >>/e/shadow')"; then
+            result rootless.shadow_refused 0 "the write worked: $out"
+        else
+            check_eq rootless.shadow_refused "$before" "$(wsroot md5sum /etc/shadow)"
+        fi
+    fi
+    docker stop -t 30 ws-rootless >/dev/null 2>&1
+    say "ws-rootless log (last lines):"
+    docker logs --tail 40 ws-rootless 2>&1 | sed "s/^/[ws-rootless] /" >/dev/console
+    docker rm -f ws-rootless >/dev/null 2>&1
+else
+    result rootless.run 0 "$c"
+fi
+mark rootless.checked
+
 say "VM root cgroup before: $vm_root_procs_before, after: $(sort /sys/fs/cgroup/cgroup.procs | xargs)"
 mark stopped
 echo "WSVM-DONE" >"$results"
