@@ -1,0 +1,390 @@
+//! End-to-end tests with the real Dev Containers CLI (`@devcontainers/cli`, what VS Code and
+//! Codespaces-style tools run): the workspace image as a dev container
+//! (examples/devcontainer) and ws-init as a Dev Container Feature (features/ws-init) applied
+//! to a plain Debian base.
+//!
+//! The CLI is taken from `PATH` when it is there, else installed with npm into
+//! `~/.cache/ws-init/devcontainers-cli` (not globally). No npm and no CLI is a failure with
+//! the fix in the message, never a silent skip.
+//!
+//! Environment: `WS_E2E_IMAGE` (the workspace image, as in tests/e2e.rs), `WS_E2E_SKIP=1`.
+//! Engines that refuse `--privileged` ("unable to apply caps") get a test copy of the
+//! configuration where `privileged: true` is swapped for the near-privileged flags in
+//! `runArgs`. Everything a test creates (containers, volumes, images the CLI built, the
+//! workspace folder) is removed by a guard, also when the test fails.
+
+#[allow(dead_code)]
+#[path = "e2e/support.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use support::{docker, run, secs, Out};
+
+/// The npm package and the versions these tests are written against.
+const CLI_PACKAGE: &str = "@devcontainers/cli@>=0.89.0 <1";
+const CLI_MIN_VERSION: (u64, u64) = (0, 89);
+const NPM_TIMEOUT: Duration = Duration::from_secs(300);
+/// `devcontainer up` of the workspace image: container start plus postCreateCommand.
+const UP_TIMEOUT: Duration = Duration::from_secs(180);
+/// `devcontainer up` with the Feature: the image build installs Docker from Debian packages.
+const FEATURE_UP_TIMEOUT: Duration = Duration::from_secs(420);
+const EXEC_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The flags `privileged: true` is swapped for where the engine refuses it.
+fn near_privileged_run_args(e: &support::E2e) -> Option<String> {
+    if e.privileged == ["--privileged"] {
+        return None;
+    }
+    let quoted: Vec<String> = e.privileged.iter().map(|f| format!("{f:?}")).collect();
+    Some(format!("\"runArgs\": [{}]", quoted.join(", ")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The CLI
+
+static CLI: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+
+/// The `devcontainer` program: PATH, else the cache prefix, else installed there with npm.
+fn cli() -> &'static Path {
+    match CLI.get_or_init(find_or_install_cli) {
+        Ok(p) => p,
+        Err(msg) => panic!("the Dev Containers CLI is needed for these tests: {msg}"),
+    }
+}
+
+fn cache_prefix() -> PathBuf {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    base.join("ws-init/devcontainers-cli")
+}
+
+/// `(major, minor)` of `devcontainer --version`'s `0.89.0`.
+fn parse_version(text: &str) -> Option<(u64, u64)> {
+    let mut parts = text.trim().split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+fn usable(program: &Path) -> Result<(), String> {
+    let out = run(Command::new(program).arg("--version"), secs(60));
+    if !out.ok() {
+        return Err(out.describe());
+    }
+    match parse_version(&out.stdout) {
+        Some(v) if v >= CLI_MIN_VERSION => Ok(()),
+        _ => Err(format!(
+            "{} is version {:?}; these tests need {}.{} or newer",
+            program.display(),
+            out.stdout.trim(),
+            CLI_MIN_VERSION.0,
+            CLI_MIN_VERSION.1
+        )),
+    }
+}
+
+fn find_or_install_cli() -> Result<PathBuf, String> {
+    let on_path = run(
+        Command::new("sh").args(["-c", "command -v devcontainer"]),
+        secs(10),
+    );
+    if on_path.ok() {
+        let p = PathBuf::from(on_path.stdout.trim());
+        if usable(&p).is_ok() {
+            return Ok(p);
+        }
+    }
+    let prefix = cache_prefix();
+    let cached = prefix.join("node_modules/.bin/devcontainer");
+    if cached.exists() && usable(&cached).is_ok() {
+        return Ok(cached);
+    }
+    let npm = run(Command::new("npm").arg("--version"), secs(60));
+    if !npm.ok() {
+        return Err(format!(
+            "no `devcontainer` on PATH and no npm to install it: apt-get install nodejs npm \
+             (node 18 or newer), or npm install -g @devcontainers/cli\n{}",
+            npm.describe()
+        ));
+    }
+    std::fs::create_dir_all(&prefix).map_err(|e| format!("mkdir {}: {e}", prefix.display()))?;
+    eprintln!("installing {CLI_PACKAGE} into {}", prefix.display());
+    let install = run(
+        Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&prefix)
+            .arg(CLI_PACKAGE),
+        NPM_TIMEOUT,
+    );
+    if !install.ok() {
+        return Err(format!(
+            "npm could not install {CLI_PACKAGE} (is the npm registry reachable?)\n{}",
+            install.describe()
+        ));
+    }
+    usable(&cached)?;
+    Ok(cached)
+}
+
+// ---------------------------------------------------------------------------------------------
+// A dev container made by the CLI, removed with everything it created when dropped
+
+struct DevContainer {
+    /// The workspace folder (holds `.devcontainer/`).
+    dir: tempfile::TempDir,
+    /// Images present before `up`: the ones the CLI builds are the new `vsc-*` ones.
+    images_before: Vec<String>,
+}
+
+impl DevContainer {
+    /// A workspace folder whose `.devcontainer/` the caller fills in.
+    fn new(what: &str) -> DevContainer {
+        let dir = support::host_dir(what);
+        std::fs::create_dir(dir.path().join(".devcontainer")).expect("mkdir .devcontainer");
+        DevContainer {
+            dir,
+            images_before: vsc_images(),
+        }
+    }
+
+    fn config_dir(&self) -> PathBuf {
+        self.dir.path().join(".devcontainer")
+    }
+
+    fn folder(&self) -> String {
+        self.dir.path().to_string_lossy().into_owned()
+    }
+
+    /// `devcontainer up`; panics with its output (and the container's log) when it fails.
+    fn up(&self, timeout: Duration) -> Out {
+        let out = run(
+            Command::new(cli())
+                .args(["up", "--workspace-folder"])
+                .arg(self.dir.path()),
+            timeout,
+        );
+        if !out.ok() || !out.stdout.contains("\"outcome\":\"success\"") {
+            panic!(
+                "devcontainer up failed:\n{}\n{}",
+                out.describe(),
+                self.container_log()
+            );
+        }
+        out
+    }
+
+    /// `devcontainer exec` (as the remote user) of `sh -c SCRIPT`.
+    fn exec(&self, script: &str) -> Out {
+        run(
+            Command::new(cli())
+                .args(["exec", "--workspace-folder"])
+                .arg(self.dir.path())
+                .args(["sh", "-c", script]),
+            EXEC_TIMEOUT,
+        )
+    }
+
+    fn exec_ok(&self, script: &str) -> String {
+        let out = self.exec(script);
+        if !out.ok() {
+            panic!(
+                "devcontainer exec failed:\n{}\n{}",
+                out.describe(),
+                self.container_log()
+            );
+        }
+        out.stdout.trim().to_string()
+    }
+
+    /// Ids of this workspace folder's containers (the CLI labels them with the folder).
+    fn containers(&self) -> Vec<String> {
+        let label = format!("label=devcontainer.local_folder={}", self.folder());
+        docker(&["ps", "-aq", "--filter", &label], secs(30))
+            .stdout
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn container(&self) -> String {
+        let ids = self.containers();
+        assert_eq!(ids.len(), 1, "one dev container expected, found {ids:?}");
+        ids[0].clone()
+    }
+
+    /// `docker exec` as root, bypassing the CLI (setup and inspection).
+    fn root_exec(&self, script: &str) -> Out {
+        docker(
+            &["exec", &self.container(), "sh", "-c", script],
+            EXEC_TIMEOUT,
+        )
+    }
+
+    fn container_log(&self) -> String {
+        let mut s = String::new();
+        for id in self.containers() {
+            let logs = docker(&["logs", "--tail", "60", &id], secs(30));
+            s.push_str(&format!(
+                "=== docker logs --tail 60 {id} ===\n{}{}\n",
+                logs.stdout, logs.stderr
+            ));
+            let d = docker(
+                &["exec", &id, "tail", "-n", "40", "/var/log/dockerd.log"],
+                secs(30),
+            );
+            s.push_str(&format!(
+                "=== dockerd.log (tail) ===\n{}{}\n",
+                d.stdout, d.stderr
+            ));
+        }
+        s
+    }
+
+    /// Imports a busybox image named `tag` into the inner engine, as the remote user, from
+    /// the host's static busybox (no registry needed).
+    fn import_busybox(&self, tag: &str) {
+        let id = self.container();
+        let busybox = support::host_busybox();
+        let cp = docker(
+            &[
+                "cp",
+                &busybox.to_string_lossy(),
+                &format!("{id}:/tmp/busybox"),
+            ],
+            secs(60),
+        );
+        assert!(cp.ok(), "docker cp busybox:\n{}", cp.describe());
+        let chmod = self.root_exec("chmod 0755 /tmp/busybox");
+        assert!(chmod.ok(), "{}", chmod.describe());
+        self.exec_ok(&format!(
+            "set -e; r=$(mktemp -d); mkdir \"$r/bin\" \"$r/tmp\" \"$r/etc\"; \
+             cp /tmp/busybox \"$r/bin/busybox\"; \
+             for a in $(/tmp/busybox --list); do [ \"$a\" = busybox ] || ln -s busybox \"$r/bin/$a\"; done; \
+             tar -C \"$r\" -c . | docker import -c 'ENV PATH=/bin' -c 'CMD [\"sh\"]' - {tag} >/dev/null; \
+             rm -rf \"$r\""
+        ));
+    }
+}
+
+/// Every `vsc-*` image (the CLI's naming for what it builds), as `repo:tag`.
+fn vsc_images() -> Vec<String> {
+    docker(
+        &["images", "--format", "{{.Repository}}:{{.Tag}}", "vsc-*"],
+        secs(30),
+    )
+    .stdout
+    .lines()
+    .map(str::to_string)
+    .filter(|s| s.starts_with("vsc-"))
+    .collect()
+}
+
+impl Drop for DevContainer {
+    fn drop(&mut self) {
+        for id in self.containers() {
+            // Named volumes (the /var/lib/docker one) are not removed by `rm -v`.
+            let volumes = docker(
+                &[
+                    "inspect",
+                    "--format",
+                    "{{range .Mounts}}{{if eq .Type \"volume\"}}{{.Name}} {{end}}{{end}}",
+                    &id,
+                ],
+                secs(30),
+            )
+            .stdout;
+            let _ = docker(&["rm", "-f", "-v", &id], secs(120));
+            for v in volumes.split_whitespace() {
+                let _ = docker(&["volume", "rm", "-f", v], secs(60));
+            }
+        }
+        // Only images this test's folder made: `vsc-<folder name>-…`, new since `new`.
+        let name = self
+            .dir
+            .path()
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        for image in vsc_images() {
+            if !self.images_before.contains(&image) && image.starts_with(&format!("vsc-{name}")) {
+                let _ = docker(&["rmi", "-f", &image], secs(120));
+            }
+        }
+    }
+}
+
+/// `text` with `from` replaced by `to`, which must occur exactly once.
+fn replace_once(text: &str, from: &str, to: &str) -> String {
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "expected exactly one {from:?} in:\n{text}"
+    );
+    text.replacen(from, to, 1)
+}
+
+fn repo() -> PathBuf {
+    support::repo_root()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The workspace image as a dev container
+
+#[test]
+fn devcontainer_workspace_image_runs_inner_docker_and_compose() {
+    let Some(e) = support::e2e() else { return };
+    let dc = DevContainer::new("dc-image");
+    // A test copy of the example: the image under test, and where the engine refuses
+    // `--privileged`, the near-privileged flags instead.
+    let example = std::fs::read_to_string(
+        repo().join("examples/devcontainer/.devcontainer/devcontainer.json"),
+    )
+    .expect("read the example");
+    let mut config = replace_once(
+        &example,
+        "\"image\": \"ws-init/workspace:dev\"",
+        &format!("\"image\": {:?}", e.image),
+    );
+    if let Some(run_args) = near_privileged_run_args(e) {
+        config = replace_once(&config, "\"privileged\": true", &run_args);
+    }
+    std::fs::write(dc.config_dir().join("devcontainer.json"), config).expect("write config");
+
+    let up = dc.up(UP_TIMEOUT);
+    assert!(
+        up.stdout.contains("\"remoteUser\":\"workspace\""),
+        "{}",
+        up.describe()
+    );
+    // The postCreateCommand ran, after ws-init wait-docker, against the inner engine.
+    assert!(
+        up.stderr.contains("inner Docker") && up.stderr.contains("is ready"),
+        "postCreateCommand's output missing:\n{}",
+        up.describe()
+    );
+    // ws-init is PID 1 (overrideCommand: false keeps the image's ENTRYPOINT).
+    let pid1 = dc.root_exec("cat /proc/1/comm");
+    assert_eq!(pid1.stdout.trim(), "ws-init", "{}", pid1.describe());
+
+    assert_eq!(dc.exec_ok("id -un"), "workspace");
+    dc.import_busybox("wse2e-busybox");
+    let inner = dc.exec_ok("docker run --rm wse2e-busybox sh -c 'echo inner-ok'");
+    assert_eq!(inner, "inner-ok");
+
+    // docker compose (v2 plugin) as the remote user, in the workspace folder.
+    std::fs::write(
+        dc.dir.path().join("compose.yaml"),
+        "services:\n  web:\n    image: wse2e-busybox\n    command: [\"httpd\", \"-f\", \"-p\", \"8080\"]\n",
+    )
+    .expect("write compose.yaml");
+    let compose = dc.exec_ok(
+        "set -e; docker compose -p wse2edc up -d; \
+         docker compose -p wse2edc ps --format '{{.Service}} {{.State}}'; \
+         docker compose -p wse2edc down -v >&2",
+    );
+    assert_eq!(compose, "web running");
+}
