@@ -136,7 +136,7 @@ fn find_or_install_cli() -> Result<PathBuf, String> {
 struct DevContainer {
     /// The workspace folder (holds `.devcontainer/`).
     dir: tempfile::TempDir,
-    /// Images present before `up`: the ones the CLI builds are the new `vsc-*` ones.
+    /// Image ids present before `up`: the CLI's builds are the new ones (see `Drop`).
     images_before: Vec<String>,
 }
 
@@ -147,7 +147,7 @@ impl DevContainer {
         std::fs::create_dir(dir.path().join(".devcontainer")).expect("mkdir .devcontainer");
         DevContainer {
             dir,
-            images_before: vsc_images(),
+            images_before: image_ids(&["images", "-aq", "--no-trunc"]),
         }
     }
 
@@ -270,17 +270,13 @@ impl DevContainer {
     }
 }
 
-/// Every `vsc-*` image (the CLI's naming for what it builds), as `repo:tag`.
-fn vsc_images() -> Vec<String> {
-    docker(
-        &["images", "--format", "{{.Repository}}:{{.Tag}}", "vsc-*"],
-        secs(30),
-    )
-    .stdout
-    .lines()
-    .map(str::to_string)
-    .filter(|s| s.starts_with("vsc-"))
-    .collect()
+/// Image ids `docker ARGS` prints, one a line.
+fn image_ids(args: &[&str]) -> Vec<String> {
+    docker(args, secs(30))
+        .stdout
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
 }
 
 impl Drop for DevContainer {
@@ -302,17 +298,51 @@ impl Drop for DevContainer {
                 let _ = docker(&["volume", "rm", "-f", v], secs(60));
             }
         }
-        // Only images this test's folder made: `vsc-<folder name>-…`, new since `new`.
+        // The images the CLI built for this folder: `vsc-<folder name>-…`, the Feature
+        // content image, and the untagged stages of the legacy builder's multi-stage build
+        // (their history copies the Features to /tmp/build-features). Only ids that are new
+        // since `new`, so nothing another run or helper made is touched.
         let name = self
             .dir
             .path()
             .file_name()
             .map(|n| n.to_string_lossy().to_lowercase())
             .unwrap_or_default();
-        for image in vsc_images() {
-            if !self.images_before.contains(&image) && image.starts_with(&format!("vsc-{name}")) {
-                let _ = docker(&["rmi", "-f", &image], secs(120));
+        let tagged = docker(
+            &[
+                "images",
+                "--no-trunc",
+                "--format",
+                "{{.ID}} {{.Repository}}",
+            ],
+            secs(30),
+        )
+        .stdout;
+        let mut remove: Vec<String> = tagged
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(_, repo)| {
+                repo.starts_with(&format!("vsc-{name}"))
+                    || *repo == "dev_container_feature_content_temp"
+            })
+            .map(|(id, _)| id.to_string())
+            .collect();
+        for id in image_ids(&["images", "-q", "--no-trunc", "--filter", "dangling=true"]) {
+            let history = docker(
+                &["history", "--no-trunc", "--format", "{{.CreatedBy}}", &id],
+                secs(30),
+            )
+            .stdout;
+            if history.contains("/tmp/build-features") {
+                remove.push(id);
             }
+        }
+        remove.retain(|id| !self.images_before.contains(id));
+        remove.dedup();
+        if !remove.is_empty() {
+            let mut args = vec!["rmi", "-f"];
+            args.extend(remove.iter().map(String::as_str));
+            let _ = docker(&args, secs(120));
         }
     }
 }
@@ -387,4 +417,152 @@ fn devcontainer_workspace_image_runs_inner_docker_and_compose() {
          docker compose -p wse2edc down -v >&2",
     );
     assert_eq!(compose, "web running");
+}
+
+// ---------------------------------------------------------------------------------------------
+// ws-init as a Dev Container Feature on a plain Debian base
+
+/// The plain Debian trixie base the Feature is applied to: the local one image/build.sh makes
+/// when no registry is reachable, else the registry's.
+fn plain_debian_base() -> String {
+    for image in ["ws-init/debian-base:trixie", "debian:trixie-slim"] {
+        if docker(&["image", "inspect", image], secs(30)).ok() {
+            return image.to_string();
+        }
+    }
+    panic!(
+        "no Debian trixie base image: run `WS_BASE_SUITE=trixie image/build.sh` (it makes \
+         ws-init/debian-base:trixie when debian:trixie-slim cannot be pulled)"
+    )
+}
+
+/// `.devcontainer/ws-init/`: the Feature as in the repository, with the ws-init binary of the
+/// image under test (image/build.sh copies the same binary into features/ws-init/). Where the
+/// engine refuses `--privileged`, the copy drops `"privileged": true` (the caller puts the
+/// near-privileged flags into runArgs).
+fn copy_feature(e: &support::E2e, to: &Path) {
+    let from = repo().join("features/ws-init");
+    std::fs::create_dir_all(to).expect("mkdir feature");
+    for name in ["install.sh", "entrypoint.sh", "wait-docker.sh"] {
+        std::fs::copy(from.join(name), to.join(name)).expect("copy feature file");
+    }
+    let mut manifest =
+        std::fs::read_to_string(from.join("devcontainer-feature.json")).expect("read manifest");
+    if near_privileged_run_args(e).is_some() {
+        manifest = replace_once(&manifest, "\"privileged\": true,", "");
+    }
+    std::fs::write(to.join("devcontainer-feature.json"), manifest).expect("write manifest");
+    let id = support::docker_ok(&["create", &e.image], secs(60));
+    let cp = docker(
+        &[
+            "cp",
+            &format!("{id}:/usr/local/bin/ws-init"),
+            &to.join("ws-init").to_string_lossy(),
+        ],
+        secs(60),
+    );
+    let _ = docker(&["rm", "-f", &id], secs(60));
+    assert!(
+        cp.ok(),
+        "cannot copy ws-init out of {}:\n{}",
+        e.image,
+        cp.describe()
+    );
+}
+
+#[test]
+fn feature_on_plain_debian_gives_remote_user_docker_at_once() {
+    let Some(e) = support::e2e() else { return };
+    let dc = DevContainer::new("dc-feature");
+    let cfg = dc.config_dir();
+    copy_feature(e, &cfg.join("ws-init"));
+    std::fs::write(
+        cfg.join("Dockerfile"),
+        format!(
+            "FROM {}\nRUN useradd --create-home --uid 1000 --shell /bin/sh dev\n",
+            plain_debian_base()
+        ),
+    )
+    .expect("write Dockerfile");
+    // Lifecycle commands that use docker at once, without any wait of their own: the
+    // Feature's hooks must have put them after Docker's start.
+    let run_args = near_privileged_run_args(e)
+        .map(|r| format!("{r},\n  "))
+        .unwrap_or_default();
+    std::fs::write(
+        cfg.join("devcontainer.json"),
+        format!(
+            r#"{{
+  "build": {{ "dockerfile": "Dockerfile" }},
+  "features": {{ "./ws-init": {{}} }},
+  "remoteUser": "dev",
+  {run_args}"postCreateCommand": "docker version --format '{{{{.Server.Version}}}}' > /tmp/post-create",
+  "postStartCommand": "docker ps -q > /dev/null && echo started >> /tmp/post-start"
+}}
+"#
+        ),
+    )
+    .expect("write devcontainer.json");
+
+    dc.up(FEATURE_UP_TIMEOUT);
+    let server = dc.exec_ok("cat /tmp/post-create");
+    assert!(
+        server.chars().next().is_some_and(|c| c.is_ascii_digit()),
+        "postCreateCommand did not reach the inner engine: {server:?}"
+    );
+    assert_eq!(dc.exec_ok("cat /tmp/post-start"), "started");
+
+    // The remote user has Docker through the docker group, without root.
+    assert_eq!(dc.exec_ok("id -un"), "dev");
+    let groups = dc.exec_ok("id -Gn");
+    assert!(groups.split_whitespace().any(|g| g == "docker"), "{groups}");
+    let gid = dc.exec_ok("getent group docker | cut -d: -f3");
+    assert_eq!(gid, "999", "docker group gid");
+
+    // The CLI's shell is PID 1; dockerd runs under ws-init's detached supervisor.
+    let tree = dc.root_exec(
+        "set -e; s=$(cat /run/ws-init-docker.pid); echo \"$(cat /proc/1/comm) $(cat /proc/$s/comm)\"; \
+         d=$(pidof dockerd); cut -d' ' -f4 /proc/$d/stat | grep -qx \"$s\" && echo dockerd-child",
+    );
+    assert!(tree.ok(), "{}", tree.describe());
+    assert_eq!(
+        tree.stdout.trim(),
+        "sh ws-init\ndockerd-child",
+        "{}",
+        tree.describe()
+    );
+
+    dc.import_busybox("wse2e-busybox");
+    assert_eq!(
+        dc.exec_ok("docker run --rm wse2e-busybox sh -c 'echo inner-ok'"),
+        "inner-ok"
+    );
+    let tools = dc.exec_ok("docker compose version --short && docker buildx version");
+    assert!(tools.starts_with('2'), "compose v2 expected: {tools}");
+
+    // A restart runs the entrypoint again (a new supervisor takes the lock of the old pid
+    // file) and `up` runs postStartCommand again, once more using docker at once.
+    let id = dc.container();
+    support::docker_ok(&["restart", "-t", "2", &id], secs(120));
+    dc.up(UP_TIMEOUT);
+    assert_eq!(dc.exec_ok("cat /tmp/post-start"), "started\nstarted");
+
+    // SIGTERM to the supervisor stops dockerd cleanly and ends the supervisor.
+    let stop = dc.root_exec(
+        "set -e; s=$(cat /run/ws-init-docker.pid); kill -TERM \"$s\"; i=0; \
+         while [ -e /proc/$s ] || pidof dockerd >/dev/null; do i=$((i+1)); [ $i -lt 200 ] || exit 1; sleep 0.1; done",
+    );
+    assert!(
+        stop.ok(),
+        "supervisor did not stop:\n{}\n{}",
+        stop.describe(),
+        dc.container_log()
+    );
+    let logs = docker(&["logs", &id], secs(30));
+    assert!(
+        logs.stderr.contains("dockerd stopped") || logs.stdout.contains("dockerd stopped"),
+        "no clean stop in the container's log:\n{}{}",
+        support::tail(&logs.stdout, 30),
+        support::tail(&logs.stderr, 30)
+    );
 }
