@@ -136,8 +136,8 @@ fn find_or_install_cli() -> Result<PathBuf, String> {
 struct DevContainer {
     /// The workspace folder (holds `.devcontainer/`).
     dir: tempfile::TempDir,
-    /// Image ids present before `up`: the CLI's builds are the new ones (see `Drop`).
-    images_before: Vec<String>,
+    /// Untagged images present before `up`: the legacy builder's stages are new ones.
+    dangling_before: Vec<String>,
 }
 
 impl DevContainer {
@@ -147,7 +147,7 @@ impl DevContainer {
         std::fs::create_dir(dir.path().join(".devcontainer")).expect("mkdir .devcontainer");
         DevContainer {
             dir,
-            images_before: image_ids(&["images", "-aq", "--no-trunc"]),
+            dangling_before: dangling_images(),
         }
     }
 
@@ -270,13 +270,16 @@ impl DevContainer {
     }
 }
 
-/// Image ids `docker ARGS` prints, one a line.
-fn image_ids(args: &[&str]) -> Vec<String> {
-    docker(args, secs(30))
-        .stdout
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
+/// Ids of the untagged top-level images.
+fn dangling_images() -> Vec<String> {
+    docker(
+        &["images", "-q", "--no-trunc", "--filter", "dangling=true"],
+        secs(30),
+    )
+    .stdout
+    .split_whitespace()
+    .map(str::to_string)
+    .collect()
 }
 
 impl Drop for DevContainer {
@@ -298,10 +301,10 @@ impl Drop for DevContainer {
                 let _ = docker(&["volume", "rm", "-f", v], secs(60));
             }
         }
-        // The images the CLI built for this folder: `vsc-<folder name>-…`, the Feature
-        // content image, and the untagged stages of the legacy builder's multi-stage build
-        // (their history copies the Features to /tmp/build-features). Only ids that are new
-        // since `new`, so nothing another run or helper made is touched.
+        // The images the CLI built for this folder: `vsc-<folder name>-…` (unique to the
+        // folder), its scratch image of Feature contents (a fixed name it overwrites on every
+        // build), and the untagged stages of the legacy builder's multi-stage build that are
+        // new since `new` (their history copies the Features to /tmp/build-features).
         let name = self
             .dir
             .path()
@@ -309,25 +312,22 @@ impl Drop for DevContainer {
             .map(|n| n.to_string_lossy().to_lowercase())
             .unwrap_or_default();
         let tagged = docker(
-            &[
-                "images",
-                "--no-trunc",
-                "--format",
-                "{{.ID}} {{.Repository}}",
-            ],
+            &["images", "--format", "{{.Repository}}:{{.Tag}}"],
             secs(30),
         )
         .stdout;
         let mut remove: Vec<String> = tagged
             .lines()
-            .filter_map(|l| l.split_once(' '))
-            .filter(|(_, repo)| {
-                repo.starts_with(&format!("vsc-{name}"))
-                    || *repo == "dev_container_feature_content_temp"
+            .filter(|t| {
+                t.starts_with(&format!("vsc-{name}"))
+                    || t.starts_with("dev_container_feature_content_temp:")
             })
-            .map(|(id, _)| id.to_string())
+            .map(str::to_string)
             .collect();
-        for id in image_ids(&["images", "-q", "--no-trunc", "--filter", "dangling=true"]) {
+        for id in dangling_images() {
+            if self.dangling_before.contains(&id) {
+                continue;
+            }
             let history = docker(
                 &["history", "--no-trunc", "--format", "{{.CreatedBy}}", &id],
                 secs(30),
@@ -337,10 +337,8 @@ impl Drop for DevContainer {
                 remove.push(id);
             }
         }
-        remove.retain(|id| !self.images_before.contains(id));
-        remove.dedup();
         if !remove.is_empty() {
-            let mut args = vec!["rmi", "-f"];
+            let mut args = vec!["rmi"];
             args.extend(remove.iter().map(String::as_str));
             let _ = docker(&args, secs(120));
         }
@@ -476,10 +474,16 @@ fn feature_on_plain_debian_gives_remote_user_docker_at_once() {
     let dc = DevContainer::new("dc-feature");
     let cfg = dc.config_dir();
     copy_feature(e, &cfg.join("ws-init"));
+    // A user for remoteUser, and a dockerd that takes 5 s longer to answer (as with a slow
+    // disk or a busy CI runner; the real dockerd after a sleep, first on PATH): the CLI starts
+    // lifecycle commands a second or two after the container, so without the Feature's wait
+    // hooks the postCreateCommand below would reach no daemon, deterministically.
     std::fs::write(
         cfg.join("Dockerfile"),
         format!(
-            "FROM {}\nRUN useradd --create-home --uid 1000 --shell /bin/sh dev\n",
+            "FROM {}\nRUN useradd --create-home --uid 1000 --shell /bin/sh dev && \\\n    \
+             printf '#!/bin/sh\\nsleep 5\\nexec /usr/sbin/dockerd \"$@\"\\n' >/usr/local/bin/dockerd && \\\n    \
+             chmod 0755 /usr/local/bin/dockerd\n",
             plain_debian_base()
         ),
     )
