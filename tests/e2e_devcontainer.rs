@@ -498,7 +498,7 @@ fn feature_on_plain_debian_gives_remote_user_docker_at_once() {
         format!(
             r#"{{
   "build": {{ "dockerfile": "Dockerfile" }},
-  "features": {{ "./ws-init": {{}} }},
+  "features": {{ "./ws-init": {{ "dockerdArgs": "--label 'ws-e2e=feature option'", "startTimeout": "90" }} }},
   "remoteUser": "dev",
   {run_args}"postCreateCommand": "docker version --format '{{{{.Server.Version}}}}' > /tmp/post-create",
   "postStartCommand": "docker ps -q > /dev/null && echo started >> /tmp/post-start"
@@ -540,6 +540,11 @@ fn feature_on_plain_debian_gives_remote_user_docker_at_once() {
     assert_eq!(
         dc.exec_ok("docker run --rm wse2e-busybox sh -c 'echo inner-ok'"),
         "inner-ok"
+    );
+    // The dockerdArgs option reached dockerd, its quotes honoured.
+    assert_eq!(
+        dc.exec_ok("docker info --format '{{json .Labels}}'"),
+        r#"["ws-e2e=feature option"]"#
     );
     let tools = dc.exec_ok("docker compose version --short && docker buildx version");
     assert!(tools.starts_with('2'), "compose v2 expected: {tools}");
