@@ -556,6 +556,17 @@ fn feature_on_plain_debian_gives_remote_user_docker_at_once() {
     dc.up(UP_TIMEOUT);
     assert_eq!(dc.exec_ok("cat /tmp/post-start"), "started\nstarted");
 
+    // A second start-docker finds the supervisor's lock and only waits for Docker.
+    let again =
+        dc.root_exec(". /usr/local/share/ws-init/feature.env && ws-init start-docker --timeout 10");
+    assert!(
+        again.ok() && again.stderr.contains("already supervised by pid"),
+        "{}",
+        again.describe()
+    );
+    let supervisors = dc.root_exec("grep -l '^ws-init$' /proc/[0-9]*/comm | wc -l");
+    assert_eq!(supervisors.stdout.trim(), "1", "{}", supervisors.describe());
+
     // SIGTERM to the supervisor stops dockerd cleanly and ends the supervisor.
     let stop = dc.root_exec(
         "set -e; s=$(cat /run/ws-init-docker.pid); kill -TERM \"$s\"; i=0; \
