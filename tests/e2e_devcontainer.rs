@@ -549,6 +549,46 @@ fn feature_on_plain_debian_gives_remote_user_docker_at_once() {
     let tools = dc.exec_ok("docker compose version --short && docker buildx version");
     assert!(tools.starts_with('2'), "compose v2 expected: {tools}");
 
+    // The supervisor is the child subreaper of its subtree: an inner container's shim (which
+    // double-forks away from containerd) is its child, and is reaped when the container ends.
+    dc.exec_ok("docker run -d --name wse2e-sleeper wse2e-busybox sleep 300 >/dev/null");
+    let shim_parent = dc.root_exec(
+        "set -e; s=$(cat /run/ws-init-docker.pid); p=$(pidof containerd-shim-runc-v2); \
+         [ \"$(cut -d' ' -f4 /proc/$p/stat)\" = \"$s\" ] && echo shim-under-supervisor",
+    );
+    assert_eq!(
+        shim_parent.stdout.trim(),
+        "shim-under-supervisor",
+        "{}",
+        shim_parent.describe()
+    );
+    dc.exec_ok("docker rm -f wse2e-sleeper >/dev/null");
+    let zombies = dc.root_exec(
+        "s=$(cat /run/ws-init-docker.pid); i=0; \
+         while pidof containerd-shim-runc-v2 >/dev/null || grep -l \"^[0-9]* (.*) Z $s \" /proc/[0-9]*/stat; do \
+           i=$((i+1)); [ $i -lt 50 ] || exit 1; sleep 0.2; done",
+    );
+    assert!(
+        zombies.ok(),
+        "the shim was not reaped:\n{}",
+        zombies.describe()
+    );
+
+    // dockerd killed: the supervisor restarts it (backoff) and Docker answers again.
+    let restarted = dc.root_exec(
+        "set -e; . /usr/local/share/ws-init/feature.env; old=$(pidof dockerd); kill -9 $old; \
+         i=0; while kill -0 $old 2>/dev/null; do i=$((i+1)); [ $i -lt 100 ] || exit 1; sleep 0.1; done; \
+         ws-init wait-docker --timeout 60; new=$(pidof dockerd); [ \"$new\" != \"$old\" ] && \
+         [ \"$(cut -d' ' -f4 /proc/$new/stat)\" = \"$(cat /run/ws-init-docker.pid)\" ] && echo restarted",
+    );
+    assert_eq!(
+        restarted.stdout.trim(),
+        "restarted",
+        "{}\n{}",
+        restarted.describe(),
+        dc.container_log()
+    );
+
     // A restart runs the entrypoint again (a new supervisor takes the lock of the old pid
     // file) and `up` runs postStartCommand again, once more using docker at once.
     let id = dc.container();
