@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the workspace image: static ws-init on the host, a Debian base image (local, pulled, or
-# made here with debootstrap when no registry is reachable), then `docker build`.
+# made here with debootstrap when no registry is reachable), then `docker build`. The static
+# binary is also copied into features/ws-init/, where the Dev Container Feature takes it from.
 #
 #   image/build.sh [TAG]        default TAG: ws-init/workspace:dev
 #
@@ -179,6 +180,9 @@ main() {
   docker info >/dev/null 2>&1 || die "the Docker engine does not answer (docker info failed)"
   phase "toolchain" ensure_toolchain
   phase "cargo build (static ws-init)" build_ws_init
+  # The Dev Container Feature ships the same binary in its folder (gitignored).
+  install -m 0755 "$BIN" "$ROOT/features/ws-init/ws-init"
+  log "copied ws-init into features/ws-init/ (the Feature's install.sh installs it from there)"
   phase "base image" resolve_base
   # A tiny context: the Dockerfile, the files the image adds, the binary. Never target/.
   ctx=$(mktemp -d "${TMPDIR:-/tmp}/ws-init-ctx.XXXXXX")

@@ -34,7 +34,7 @@ pub fn block_signals() {
 
 /// The current-thread runtime every ws-init command runs on; `None` after
 /// printing why it could not be built.
-fn runtime() -> Option<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
     match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -126,7 +126,7 @@ pub fn resolve_run_as(settings: &Settings) -> Result<Option<RunAs>, String> {
 }
 
 /// The name of the user the main command will run as, for group membership.
-fn workspace_user_name(settings: &Settings) -> Option<String> {
+pub(crate) fn workspace_user_name(settings: &Settings) -> Option<String> {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let passwd = user::PasswdFile::parse(&passwd);
     let name = user::effective_user_name(settings.user.as_deref(), &passwd);
@@ -333,7 +333,7 @@ async fn wait_for_docker(
 pub const DOCKER_WAIT_LIMIT: Duration = Duration::from_secs(60);
 /// Starts what the mode needs: the dockerd supervisor for an inner daemon,
 /// a one-time reachability check for a remote engine.
-fn start_docker(
+pub(crate) fn start_docker(
     reaper: &Reaper,
     prepared: &bringup::Prepared,
     settings: &Settings,
@@ -454,7 +454,7 @@ async fn main_share(
 
 /// The ordered stop once the main command is gone (or never started):
 /// dockerd first, then everything left.
-async fn stop_everything(
+pub(crate) async fn stop_everything(
     reaper: &Reaper,
     dockerd: Option<&DockerdHandle>,
     deadlines: &StopDeadlines,

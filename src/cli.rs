@@ -1,6 +1,7 @@
 //! Command line: `ws-init [--] CMD [ARG...]`, `ws-init doctor [--json]`,
-//! `ws-init wait-docker [--timeout SECS]`. Subcommand names are reserved
-//! words; `ws-init -- doctor` runs a program called doctor.
+//! `ws-init wait-docker [--timeout SECS]`, `ws-init start-docker [--timeout SECS]`.
+//! Subcommand names are reserved words; `ws-init -- doctor` runs a program
+//! called doctor.
 
 use std::ffi::OsString;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 pub const USAGE: &str = "usage: ws-init [--] CMD [ARG...]
        ws-init doctor [--json]
        ws-init wait-docker [--timeout SECS]
+       ws-init start-docker [--timeout SECS]
        ws-init --version";
 
 /// Default bound of `wait-docker`.
@@ -16,8 +18,16 @@ pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug, PartialEq, Eq)]
 pub enum Invocation {
     Run(Vec<OsString>),
-    Doctor { json: bool },
-    WaitDocker { timeout: Duration },
+    Doctor {
+        json: bool,
+    },
+    WaitDocker {
+        timeout: Duration,
+    },
+    /// Start Docker under a detached supervisor; return once it answers.
+    StartDocker {
+        timeout: Duration,
+    },
     Help,
     Version,
 }
@@ -50,22 +60,12 @@ pub fn parse(args: &[OsString]) -> Result<Invocation, UsageError> {
                 "doctor: unexpected arguments {other:?} (only --json is accepted)"
             ))),
         },
-        Some("wait-docker") => {
-            let v = strs();
-            let timeout = match v.as_slice() {
-                [] => DEFAULT_WAIT_TIMEOUT,
-                [flag, secs] if flag == "--timeout" => parse_timeout(secs)?,
-                [one] if one.starts_with("--timeout=") => {
-                    parse_timeout(&one["--timeout=".len()..])?
-                }
-                other => {
-                    return Err(UsageError(format!(
-                    "wait-docker: unexpected arguments {other:?} (only --timeout SECS is accepted)"
-                )))
-                }
-            };
-            Ok(Invocation::WaitDocker { timeout })
-        }
+        Some("wait-docker") => Ok(Invocation::WaitDocker {
+            timeout: parse_timeout_args("wait-docker", &strs())?,
+        }),
+        Some("start-docker") => Ok(Invocation::StartDocker {
+            timeout: parse_timeout_args("start-docker", &strs())?,
+        }),
         // `docker run IMAGE ws-init doctor`: the entrypoint is ws-init, so the
         // command would run doctor as the workspace user, who sees neither
         // root's capabilities nor what PID 1 does. PID 1 runs doctor itself.
@@ -82,14 +82,28 @@ pub fn parse(args: &[OsString]) -> Result<Invocation, UsageError> {
     }
 }
 
-fn parse_timeout(s: &str) -> Result<Duration, UsageError> {
+/// `[--timeout SECS]` of `wait-docker` and `start-docker`.
+fn parse_timeout_args(command: &str, args: &[String]) -> Result<Duration, UsageError> {
+    match args {
+        [] => Ok(DEFAULT_WAIT_TIMEOUT),
+        [flag, secs] if flag == "--timeout" => parse_timeout(command, secs),
+        [one] if one.starts_with("--timeout=") => {
+            parse_timeout(command, &one["--timeout=".len()..])
+        }
+        other => Err(UsageError(format!(
+            "{command}: unexpected arguments {other:?} (only --timeout SECS is accepted)"
+        ))),
+    }
+}
+
+fn parse_timeout(command: &str, s: &str) -> Result<Duration, UsageError> {
     s.parse::<f64>()
         .ok()
         .filter(|v| v.is_finite() && (0.0..=86400.0).contains(v))
         .map(Duration::from_secs_f64)
         .ok_or_else(|| {
             UsageError(format!(
-                "wait-docker: --timeout {s:?} is not a number of seconds from 0 to 86400"
+                "{command}: --timeout {s:?} is not a number of seconds from 0 to 86400"
             ))
         })
 }
@@ -159,6 +173,31 @@ mod tests {
         );
         assert!(p(&["wait-docker", "--timeout", "-1"]).is_err());
         assert!(p(&["wait-docker", "--timeout"]).is_err());
+    }
+
+    #[test]
+    fn start_docker_timeout() {
+        assert_eq!(
+            p(&["start-docker"]).unwrap(),
+            Invocation::StartDocker {
+                timeout: DEFAULT_WAIT_TIMEOUT
+            }
+        );
+        assert_eq!(
+            p(&["start-docker", "--timeout", "90"]).unwrap(),
+            Invocation::StartDocker {
+                timeout: Duration::from_secs(90)
+            }
+        );
+        let bad = p(&["start-docker", "--detach"]).unwrap_err().to_string();
+        assert!(
+            bad.starts_with("start-docker: unexpected arguments"),
+            "{bad}"
+        );
+        assert_eq!(
+            p(&["--", "start-docker"]).unwrap(),
+            Invocation::Run(vec!["start-docker".into()])
+        );
     }
 
     #[test]

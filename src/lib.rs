@@ -8,6 +8,7 @@ pub mod app;
 pub mod bringup;
 pub mod cli;
 pub mod config;
+pub mod detach;
 pub mod dns;
 pub mod docker_api;
 pub mod dockerd;

@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         Invocation::Run(cmd) => ws_init::app::run(cmd, settings),
         Invocation::Doctor { json } => ws_init::app::doctor(&settings, json),
         Invocation::WaitDocker { timeout } => ws_init::app::wait_docker(&settings, timeout),
+        Invocation::StartDocker { timeout } => ws_init::detach::start_docker(settings, timeout),
         Invocation::Help | Invocation::Version => unreachable!("handled above"),
     };
     ExitCode::from(code.clamp(0, 255) as u8)
