@@ -5,6 +5,9 @@ ARG BASE_IMAGE=debian:trixie-slim
 FROM ${BASE_IMAGE}
 # Extra apt options for this suite (image/build.sh sets them, e.g. for sid's expired Release).
 ARG APT_OPTS=""
+# The apt sources of a base image/build.sh made with debootstrap (that suite, -updates and
+# -security where Debian has them, on the build host's mirror); empty: the base's own.
+ARG APT_SOURCES=""
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
@@ -23,6 +26,10 @@ RUN set -eux; \
         --uid 1000 --user-group --groups docker workspace; \
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; \
     chmod 0755 /usr/sbin/policy-rc.d; \
+    if [ -n "$APT_SOURCES" ]; then \
+        printf '%s\n' "$APT_SOURCES" >/etc/apt/sources.list; \
+        rm -f /etc/apt/sources.list.d/debian.sources; \
+    fi; \
     apt-get $APT_OPTS update; \
     extra=""; \
     for p in docker-cli docker-buildx; do \
