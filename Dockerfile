@@ -30,13 +30,13 @@ RUN set -eux; \
         printf '%s\n' "$APT_SOURCES" >/etc/apt/sources.list; \
         rm -f /etc/apt/sources.list.d/debian.sources; \
     fi; \
-    apt-get $APT_OPTS update; \
-    extra=""; \
+    read -ra apt_opts <<<"$APT_OPTS"; \
+    apt-get "${apt_opts[@]}" update; \
+    pkgs=(apparmor bash ca-certificates docker-compose docker.io iptables less procps); \
     for p in docker-cli docker-buildx; do \
-        if apt-cache show "$p" >/dev/null 2>&1; then extra="$extra $p"; fi; \
+        if apt-cache show "$p" >/dev/null 2>&1; then pkgs+=("$p"); fi; \
     done; \
-    DEBIAN_FRONTEND=noninteractive apt-get $APT_OPTS install -y --no-install-recommends \
-        apparmor bash ca-certificates docker-compose docker.io iptables less procps $extra; \
+    DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y --no-install-recommends "${pkgs[@]}"; \
     rm -f /usr/sbin/policy-rc.d; \
     apt-get clean; \
     rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /var/log/apt/* /var/log/dpkg.log; \
