@@ -151,13 +151,6 @@ fn buildkit_build_from_a_local_only_image_hits_the_cache() {
             tail(&first, 40)
         ),
     );
-    ws.check(
-        !first.contains("CACHED"),
-        &format!(
-            "the first build in a fresh daemon claims cached steps:\n{}",
-            tail(&first, 40)
-        ),
-    );
     let ran = ws.sh_ok("docker run --rm wse2e-app:1", secs(120));
     ws.check(
         ran == "built-by-buildkit\nhello-from-context",
