@@ -5,6 +5,9 @@ ARG BASE_IMAGE=debian:trixie-slim
 FROM ${BASE_IMAGE}
 # Extra apt options for this suite (image/build.sh sets them, e.g. for sid's expired Release).
 ARG APT_OPTS=""
+# The apt sources of a base image/build.sh made with debootstrap (that suite, -updates and
+# -security where Debian has them, on the build host's mirror); empty: the base's own.
+ARG APT_SOURCES=""
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
@@ -25,14 +28,18 @@ RUN set -eux; \
         --uid 1000 --user-group --groups docker workspace; \
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; \
     chmod 0755 /usr/sbin/policy-rc.d; \
-    apt-get $APT_OPTS update; \
-    extra=""; \
+    if [ -n "$APT_SOURCES" ]; then \
+        printf '%s\n' "$APT_SOURCES" >/etc/apt/sources.list; \
+        rm -f /etc/apt/sources.list.d/debian.sources; \
+    fi; \
+    read -ra apt_opts <<<"$APT_OPTS"; \
+    apt-get "${apt_opts[@]}" update; \
+    pkgs=(apparmor bash ca-certificates docker-compose docker.io iptables less procps \
+        iproute2 rootlesskit slirp4netns uidmap); \
     for p in docker-cli docker-buildx; do \
-        if apt-cache show "$p" >/dev/null 2>&1; then extra="$extra $p"; fi; \
+        if apt-cache show "$p" >/dev/null 2>&1; then pkgs+=("$p"); fi; \
     done; \
-    DEBIAN_FRONTEND=noninteractive apt-get $APT_OPTS install -y --no-install-recommends \
-        apparmor bash ca-certificates docker-compose docker.io iptables less procps \
-        iproute2 rootlesskit slirp4netns uidmap $extra; \
+    DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y --no-install-recommends "${pkgs[@]}"; \
     rm -f /usr/sbin/policy-rc.d; \
     apt-get clean; \
     rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb /var/log/apt/* /var/log/dpkg.log; \

@@ -18,6 +18,8 @@ set -euo pipefail
 shopt -s inherit_errexit
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=tests/lib/setup.sh
+source "$ROOT/tests/lib/setup.sh"
 TAG=${1:-ws-init/workspace:dev}
 # The suite: WS_BASE_SUITE, else the tag of a debian:SUITE[-slim] BASE_IMAGE, else trixie.
 if [[ -n ${WS_BASE_SUITE:-} ]]; then
@@ -62,12 +64,6 @@ ensure_toolchain() {
   if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx "$MUSL"; then
     rustup target add "$MUSL" || log "warning: could not add target ${MUSL}; will try ${GNU} with crt-static"
   fi
-  # ring compiles C code: the musl target needs musl-gcc.
-  if ! command -v musl-gcc >/dev/null 2>&1 && is_root && command -v apt-get >/dev/null 2>&1; then
-    apt-get install -y --no-install-recommends musl-tools \
-      || { apt-get update && apt-get install -y --no-install-recommends musl-tools; } \
-      || log "warning: could not install musl-tools"
-  fi
 }
 
 target_dir() {
@@ -99,27 +95,68 @@ build_ws_init() {
   BIN=$bin
 }
 
-# The Debian mirror this host's apt uses, whatever suite is wanted (the host may list only its
-# own suite): the URIs: of the first deb822 stanza for Debian's main archive (not -security),
-# else the first one-line `deb` entry of the same. Nothing is written into the repository.
-debian_mirror() {
-  local uri=""
-  if [[ -r /etc/apt/sources.list.d/debian.sources ]]; then
-    uri=$(awk '
-      function flush() { if (uris != "" && main && !done) { print uris; done = 1 } uris = ""; main = 0 }
+# The deb822 stanzas and one-line `deb` entries of the host's apt configuration, as lines
+# "URI SUITE..." (comments and other types left out).
+host_apt_entries() {
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [[ -r $f ]] || continue
+    awk '
+      function flush() { if (uris != "" && deb) print uris, suites; uris = ""; suites = ""; deb = 0 }
       /^[ \t]*#/ { next }
       /^[ \t]*$/ { flush(); next }
+      tolower($1) == "types:" { for (i = 2; i <= NF; i++) if ($i == "deb") deb = 1 }
       tolower($1) == "uris:" && uris == "" { uris = $2 }
-      tolower($1) == "suites:" { for (i = 2; i <= NF; i++) if ($i !~ /-security$/) main = 1 }
-      END { flush() }' /etc/apt/sources.list.d/debian.sources)
+      tolower($1) == "suites:" { for (i = 2; i <= NF; i++) suites = suites " " $i }
+      END { flush() }' "$f"
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [[ -r $f ]] || continue
+    awk '$1 == "deb" { i = 2; if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+                       print $i, $(i + 1) }' "$f"
+  done
+}
+
+# Debian's suite names (a host entry naming one of them is a Debian source).
+DEBIAN_SUITES="buster bullseye bookworm trixie forky duke sid stable oldstable oldoldstable testing unstable experimental"
+
+# The Debian mirror this host's apt uses, whatever suite is wanted (the host may list only its
+# own suite): the first entry for Debian's main archive (a suite not ending in -security).
+# With `security`: the first entry for the security archive (empty when there is none).
+# Nothing is written into the repository.
+debian_mirror() {
+  local want=${1:-main} uri
+  # Only entries for a Debian suite: a host may list other vendors' repositories too.
+  uri=$(host_apt_entries | awk -v want="$want" -v debian="$DEBIAN_SUITES" '
+    { sec = 0; deb = 0
+      for (i = 2; i <= NF; i++) {
+        if ($i ~ /-security$/) sec = 1
+        s = $i; sub(/-.*/, "", s); if (index(" " debian " ", " " s " ")) deb = 1
+      }
+      if (deb && (want == "security") == sec) { print $1; exit } }')
+  if [[ -z $uri && $want = main ]]; then
+    die "no Debian source in this host's apt configuration (/etc/apt/sources.list.d/*.sources, /etc/apt/sources.list): image/build.sh makes the base image from the mirror named there. Add your Debian mirror to the host's apt sources, or set BASE_IMAGE to an image that exists locally or can be pulled"
   fi
-  if [[ -z $uri && -r /etc/apt/sources.list ]]; then
-    uri=$(awk '
-      $1 == "deb" { i = 2; if ($2 ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
-                    if ($(i + 1) !~ /-security$/) { print $i; exit } }' /etc/apt/sources.list)
-  fi
-  [[ -n $uri ]] || die "no Debian mirror found in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list: add your Debian source there (or set BASE_IMAGE to a local image)"
   printf '%s\n' "$uri"
+}
+
+# The apt sources of the image when its base was made here: SUITE, SUITE-updates and
+# SUITE-security where Debian has them (sid/unstable have neither), on the host's mirrors.
+# Sets APT_SOURCES.
+image_apt_sources() {
+  local mirror security
+  mirror=$(debian_mirror main)
+  APT_SOURCES="deb ${mirror} ${SUITE} main"
+  case $SUITE in
+    sid | unstable | experimental) return 0 ;;
+  esac
+  APT_SOURCES+=$'\n'"deb ${mirror} ${SUITE}-updates main"
+  security=$(debian_mirror security)
+  if [[ -n $security ]]; then
+    APT_SOURCES+=$'\n'"deb ${security} ${SUITE}-security main"
+  else
+    log "note: the host's apt configuration names no Debian security archive: the image gets no ${SUITE}-security source"
+  fi
 }
 
 debootstrap_base() {
@@ -133,16 +170,8 @@ debootstrap_base() {
     rootfs=$(mktemp -d "${TMPDIR:-/tmp}/ws-init-rootfs.XXXXXX")
     TMP_DIRS+=("$rootfs")
     log "debootstrap --variant=minbase ${SUITE} (mirror from host apt configuration)"
-    debootstrap --variant=minbase "$SUITE" "$rootfs" "$mirror" >"$CACHE_DIR/debootstrap.log" 2>&1 \
-      || { tail -n 30 "$CACHE_DIR/debootstrap.log" >&2; die "debootstrap failed (log: $CACHE_DIR/debootstrap.log)"; }
-    # apt inside the base uses the same mirror as the host (debootstrap wrote only $SUITE main).
-    if [[ -n $APT_OPTS ]]; then
-      printf 'deb %s %s main\n' "$mirror" "$SUITE" >"$rootfs/etc/apt/sources.list"
-      printf 'Acquire::Check-Valid-Until "false";\n' >"$rootfs/etc/apt/apt.conf.d/99ws-init-valid-until"
-    else
-      printf 'deb %s %s main\ndeb %s %s-updates main\n' "$mirror" "$SUITE" "$mirror" "$SUITE" \
-        >"$rootfs/etc/apt/sources.list"
-    fi
+    debootstrap --variant=minbase "$SUITE" "$rootfs" "$mirror" >"$CACHE_DIR/debootstrap-${SUITE}.log" 2>&1 \
+      || { tail -n 30 "$CACHE_DIR/debootstrap-${SUITE}.log" >&2; die "debootstrap failed (log: $CACHE_DIR/debootstrap-${SUITE}.log)"; }
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/*.log
     tar --numeric-owner -C "$rootfs" -cf "$tarball.tmp" .
     mv "$tarball.tmp" "$tarball"
@@ -173,10 +202,13 @@ resolve_base() {
 
 BIN=""
 BASE=""
+APT_SOURCES=""
 
 main() {
   local ctx
-  command -v docker >/dev/null 2>&1 || die "docker CLI not found"
+  # The host packages (engine, debootstrap, musl-tools) and a running engine, as root.
+  phase "setup" ws_setup build
+  command -v docker >/dev/null 2>&1 || die "docker CLI not found: apt-get install docker.io (as root, this script installs it)"
   docker info >/dev/null 2>&1 || die "the Docker engine does not answer (docker info failed)"
   phase "toolchain" ensure_toolchain
   phase "cargo build (static ws-init)" build_ws_init
@@ -192,8 +224,14 @@ main() {
   if [[ -d $ROOT/image/rootfs ]]; then
     mkdir -p "$ctx/image" && cp -a "$ROOT/image/rootfs" "$ctx/image/"
   fi
+  # A base made here gets its apt sources from build.sh (a pulled one keeps its own).
+  APT_SOURCES=""
+  if [[ $BASE = "$LOCAL_BASE" ]]; then
+    image_apt_sources
+  fi
   phase "docker build ${TAG}" env DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}" \
-    docker build --build-arg BASE_IMAGE="$BASE" --build-arg APT_OPTS="$APT_OPTS" -t "$TAG" "$ctx" >&2
+    docker build --build-arg BASE_IMAGE="$BASE" --build-arg APT_OPTS="$APT_OPTS" \
+    --build-arg APT_SOURCES="$APT_SOURCES" -t "$TAG" "$ctx" >&2
   log "built ${TAG}"
 }
 

