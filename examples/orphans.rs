@@ -75,12 +75,16 @@ fn main() -> ExitCode {
         // functions (fork, close, read, _exit).
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
+                // SAFETY: the child of a single-threaded parent is single-threaded;
+                // the grandchild only calls close, read and _exit.
                 if let Ok(ForkResult::Child) = unsafe { fork() } {
                     let _ = close(wr.as_raw_fd());
                     let mut buf = [0u8; 1];
                     // Blocks until the writer end is closed everywhere: the burst.
                     let _ = read(rd.as_raw_fd(), &mut buf);
                 }
+                // SAFETY: _exit ends the forked process at once, without running
+                // the parent's atexit handlers or flushing its copied buffers.
                 unsafe { libc::_exit(0) };
             }
             Ok(ForkResult::Parent { child }) => {

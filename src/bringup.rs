@@ -10,8 +10,9 @@ use tracing::{error, info, warn};
 
 use crate::config::Settings;
 use crate::plan::{self, DockerMode, Plan, PlannedStep, Step};
+use crate::prepare::{self, RealSyscalls};
 use crate::probe::{self, SystemProbe};
-use crate::{prepare, tls, user};
+use crate::{tls, user};
 
 pub const GROUP_FILE: &str = "/etc/group";
 pub const GSHADOW_FILE: &str = "/etc/gshadow";
@@ -161,16 +162,18 @@ pub fn step_name(step: &Step) -> &'static str {
 fn apply_step(step: &Step, user_name: Option<&str>) -> Result<String, String> {
     match step {
         Step::RemoveStalePidFiles { files } => {
-            let removed = prepare::remove_pid_files(files).map_err(|e| e.to_string())?;
+            let removed =
+                prepare::remove_pid_files(&RealSyscalls, files).map_err(|e| e.to_string())?;
             Ok(format!("removed {removed:?}"))
         }
         Step::MountSecurityfs => prepare::mount_securityfs(
+            &RealSyscalls,
             Path::new("/sys/kernel/security"),
             Path::new("/proc/self/mountinfo"),
         )
         .map(|o| format!("{o:?}"))
         .map_err(|e| e.to_string()),
-        Step::RemountCgroup2Rw { mount_point } => prepare::remount_rw(mount_point)
+        Step::RemountCgroup2Rw { mount_point } => prepare::remount_rw(&RealSyscalls, mount_point)
             .map(|changed| format!("remounted: {changed}"))
             .map_err(|e| e.to_string()),
         Step::CgroupV2Evacuate { root, init, .. } => {
@@ -178,7 +181,7 @@ fn apply_step(step: &Step, user_name: Option<&str>) -> Result<String, String> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "init".into());
-            let r = prepare::cgroup_v2_evacuate(root, &name, EVACUATE_DEADLINE)
+            let r = prepare::cgroup_v2_evacuate(&RealSyscalls, root, &name, EVACUATE_DEADLINE)
                 .map_err(|e| e.to_string())?;
             info!(
                 moved = r.pids_moved.len(),
@@ -190,7 +193,7 @@ fn apply_step(step: &Step, user_name: Option<&str>) -> Result<String, String> {
             Ok(format!("{r:?}"))
         }
         Step::RemountCgroupV1Rw { mount_points } => {
-            let r = prepare::remount_cgroup_v1_rw(mount_points);
+            let r = prepare::remount_cgroup_v1_rw(&RealSyscalls, mount_points);
             if let Some(first) = r.failed.first() {
                 return Err(format!(
                     "{} of {} cgroup hierarchies stay read-only: {first}",
@@ -200,7 +203,7 @@ fn apply_step(step: &Step, user_name: Option<&str>) -> Result<String, String> {
             }
             Ok(format!("remounted read-write: {}", r.remounted.len()))
         }
-        Step::MakeRootRshared => prepare::make_root_rshared()
+        Step::MakeRootRshared => prepare::make_root_rshared(&RealSyscalls)
             .map(|()| "/ is rshared".to_string())
             .map_err(|e| e.to_string()),
         Step::IptablesLegacyLinks { dir } => {
@@ -272,7 +275,7 @@ pub fn remove_stale_pid_files() -> Result<Vec<std::path::PathBuf>, String> {
         .filter(probe::PidFile::is_stale)
         .map(|f| f.path)
         .collect();
-    prepare::remove_pid_files(&stale).map_err(|e| e.to_string())
+    prepare::remove_pid_files(&RealSyscalls, &stale).map_err(|e| e.to_string())
 }
 
 /// `/etc/hostname`, else the kernel's.

@@ -447,7 +447,14 @@ pub fn configure_child(cmd: &mut Command, run_as: Option<&RunAs>, foreground_tty
 }
 
 /// The kernel's `struct sigaction` (x86_64, aarch64): the raw system call
-/// takes this layout, not libc's.
+/// takes this layout, not libc's. Other architectures differ (no `restorer`
+/// on riscv64, `flags` first on mips, a 128-bit mask on 32-bit ones), so they
+/// get a build error rather than a wrong layout.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+compile_error!(
+    "KernelSigaction in src/pid1.rs has the kernel's struct sigaction layout of x86_64 and \
+     aarch64 only: add this architecture's layout (see arch/*/include/uapi/asm/signal.h)"
+);
 #[repr(C)]
 struct KernelSigaction {
     handler: libc::sighandler_t,

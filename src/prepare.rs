@@ -2,14 +2,17 @@
 //!
 //! `plan` decides WHICH steps run; this module only carries them out. Every
 //! function takes the paths it works on as parameters (the caller passes the
-//! real `/sys/...`, `/run`, ...), so each one is exercised for real by the
-//! integration tests in `tests/prepare_real.rs` on temporary directories and in
-//! private mount namespaces.
+//! real `/sys/...`, `/run`, ...) and makes its system calls through
+//! [`Syscalls`]: the decisions around them are unit-tested with a recording
+//! implementation, the calls themselves by the integration tests in
+//! `tests/prepare_real.rs` on temporary directories and in private mount
+//! namespaces.
 
 pub mod cgroup;
 pub mod iptables;
 pub mod mounts;
 pub mod pidfiles;
+pub mod syscall;
 
 use std::path::PathBuf;
 
@@ -23,6 +26,7 @@ pub use mounts::{
     RemountReport, SecurityfsOutcome,
 };
 pub use pidfiles::remove_pid_files;
+pub use syscall::{RealSyscalls, Syscalls};
 
 /// Why a preparation step failed; each message names the cause and the fix.
 #[derive(Debug, thiserror::Error)]

@@ -248,7 +248,7 @@ pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProb
     let last_cap = std::fs::read_to_string(root.join("proc/sys/kernel/cap_last_cap"))
         .ok()
         .and_then(|t| t.trim().parse().ok())
-        .unwrap_or(caps::CAP_NAMES.len() as u32 - 1);
+        .unwrap_or_else(caps::last_known_cap);
     let caps = CapsProbe::from_sets(
         status.cap_eff.unwrap_or(0),
         status.cap_bnd.unwrap_or(0),

@@ -25,7 +25,6 @@
 //! with `O_NOFOLLOW` relative to the opened directory, modes changed on the
 //! open file, and a link where a key should be is replaced.
 
-pub mod pem;
 pub mod x509;
 
 use std::ffi::OsStr;
@@ -292,13 +291,12 @@ impl CertDir {
             io::ErrorKind::NotFound => format!("{rel} is missing"),
             _ => format!("{rel} cannot be read ({e})"),
         })?;
-        let blocks = pem::parse_pem(&String::from_utf8_lossy(&text))
-            .ok_or_else(|| format!("{rel} is not valid PEM"))?;
+        let blocks = pem::parse_many(&text).map_err(|_| format!("{rel} is not valid PEM"))?;
         let block = blocks
             .iter()
-            .find(|b| b.label == "CERTIFICATE")
+            .find(|b| b.tag() == "CERTIFICATE")
             .ok_or_else(|| format!("{rel} holds no CERTIFICATE block"))?;
-        x509::parse(&block.der)
+        x509::parse(block.contents())
             .ok_or_else(|| format!("{rel} is not a certificate ws-init can read"))
     }
 }
@@ -499,26 +497,26 @@ fn verify_user_managed(
         path: dir.path(rel),
         detail: detail.to_owned(),
     };
-    let blocks = |rel: &str| -> Result<Vec<pem::PemBlock>, TlsError> {
-        pem::parse_pem(&dir.read(rel)?).ok_or_else(|| fail(rel, "is not valid PEM"))
+    let blocks = |rel: &str| -> Result<Vec<pem::Pem>, TlsError> {
+        pem::parse_many(dir.read(rel)?).map_err(|_| fail(rel, "is not valid PEM"))
     };
     for rel in ["server/ca.pem", "server/cert.pem"] {
-        if !blocks(rel)?.iter().any(|b| b.label == "CERTIFICATE") {
+        if !blocks(rel)?.iter().any(|b| b.tag() == "CERTIFICATE") {
             return Err(fail(rel, "holds no CERTIFICATE block"));
         }
     }
     let key_text = dir.read("server/key.pem")?;
     let key_blocks =
-        pem::parse_pem(&key_text).ok_or_else(|| fail("server/key.pem", "is not valid PEM"))?;
-    if !key_blocks.iter().any(|b| b.label.ends_with("PRIVATE KEY")) {
+        pem::parse_many(&key_text).map_err(|_| fail("server/key.pem", "is not valid PEM"))?;
+    if !key_blocks.iter().any(|b| b.tag().ends_with("PRIVATE KEY")) {
         return Err(fail("server/key.pem", "holds no PRIVATE KEY block"));
     }
     let cert_blocks = blocks("server/cert.pem")?;
-    let cert_der = &cert_blocks
+    let cert_der = cert_blocks
         .iter()
-        .find(|b| b.label == "CERTIFICATE")
+        .find(|b| b.tag() == "CERTIFICATE")
         .expect("checked above")
-        .der;
+        .contents();
     if let Ok(key) = KeyPair::from_pem(&key_text) {
         let spki = key.public_key_der();
         if !cert_der.windows(spki.len()).any(|w| w == spki.as_slice()) {
@@ -544,8 +542,8 @@ fn verify_user_managed(
     let issuers: Vec<x509::Cert> = blocks("server/ca.pem")?
         .iter()
         .chain(cert_blocks.iter().skip(1))
-        .filter(|b| b.label == "CERTIFICATE")
-        .filter_map(|b| x509::parse(&b.der))
+        .filter(|b| b.tag() == "CERTIFICATE")
+        .filter_map(|b| x509::parse(b.contents()))
         .collect();
     let verdicts: Vec<x509::Verify> = issuers.iter().map(|i| cert.signed_by(i)).collect();
     if !verdicts.is_empty() && verdicts.iter().all(|v| *v == x509::Verify::Invalid) {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::statvfs::{statvfs, FsFlags};
-use ws_init::prepare;
+use ws_init::prepare::{self, RealSyscalls};
 use ws_init::probe::{Mount, MountInfo};
 
 /// The mount table of the calling thread (which may have its own namespace).
@@ -63,7 +63,7 @@ fn securityfs_is_mounted_once() {
     in_private_mount_ns(move || {
         let mountinfo = Path::new(THREAD_MOUNTINFO);
         let was_mounted = thread_mounts().iter().any(|m| m.mount_point == dir);
-        let first = prepare::mount_securityfs(dir, mountinfo).unwrap();
+        let first = prepare::mount_securityfs(&RealSyscalls, dir, mountinfo).unwrap();
         if was_mounted {
             assert_eq!(first, prepare::SecurityfsOutcome::AlreadyMounted);
         } else {
@@ -73,7 +73,7 @@ fn securityfs_is_mounted_once() {
         let entry = m.iter().find(|m| m.mount_point == dir).unwrap();
         assert_eq!(entry.fs_type, "securityfs");
         assert_eq!(
-            prepare::mount_securityfs(dir, mountinfo).unwrap(),
+            prepare::mount_securityfs(&RealSyscalls, dir, mountinfo).unwrap(),
             prepare::SecurityfsOutcome::AlreadyMounted
         );
     });
@@ -123,7 +123,7 @@ fn read_only_bind_mount_becomes_rw_keeping_flags() {
             "should be read-only"
         );
 
-        let report = prepare::remount_cgroup_v1_rw(std::slice::from_ref(&target));
+        let report = prepare::remount_cgroup_v1_rw(&RealSyscalls, std::slice::from_ref(&target));
         assert!(report.failed.is_empty(), "{:?}", report.failed);
         assert_eq!(report.remounted, vec![target.clone()]);
 
@@ -139,7 +139,7 @@ fn read_only_bind_mount_becomes_rw_keeping_flags() {
         std::fs::create_dir(&probe_dir).unwrap();
         std::fs::remove_dir(&probe_dir).unwrap();
 
-        let again = prepare::remount_cgroup_v1_rw(std::slice::from_ref(&target));
+        let again = prepare::remount_cgroup_v1_rw(&RealSyscalls, std::slice::from_ref(&target));
         assert_eq!(again.already_rw, vec![target.clone()]);
         nix::mount::umount(&target).unwrap();
     });
@@ -147,7 +147,8 @@ fn read_only_bind_mount_becomes_rw_keeping_flags() {
 
 #[test]
 fn remount_of_missing_path_reports_failure() {
-    let report = prepare::remount_cgroup_v1_rw(&[PathBuf::from("/nonexistent/wsinit")]);
+    let report =
+        prepare::remount_cgroup_v1_rw(&RealSyscalls, &[PathBuf::from("/nonexistent/wsinit")]);
     assert_eq!(report.failed.len(), 1);
     let msg = report.failed[0].to_string();
     assert!(
@@ -170,7 +171,7 @@ fn root_becomes_recursively_shared() {
                 .unwrap()
         };
         assert!(!root_entry(&thread_mounts()).is_shared());
-        prepare::make_root_rshared().unwrap();
+        prepare::make_root_rshared(&RealSyscalls).unwrap();
         let m = thread_mounts();
         assert!(root_entry(&m).is_shared(), "{m:?}");
         // Recursive: submounts such as /proc are shared too.
@@ -256,13 +257,16 @@ fn evacuates_processes_into_init() {
     let pid = cg.sleeper.id() as i32;
     assert_eq!(TestCgroup::procs(&cg.dir), vec![pid]);
 
-    let report = prepare::cgroup_v2_evacuate(&cg.dir, "init", Duration::from_secs(2)).unwrap();
+    let report =
+        prepare::cgroup_v2_evacuate(&RealSyscalls, &cg.dir, "init", Duration::from_secs(2))
+            .unwrap();
     assert_eq!(report.pids_moved, vec![pid]);
     assert_eq!(report.init_cgroup, cg.dir.join("init"));
     assert!(TestCgroup::procs(&cg.dir).is_empty());
     assert_eq!(TestCgroup::procs(&cg.dir.join("init")), vec![pid]);
     // Idempotent: a second run finds nothing to move and succeeds.
-    let again = prepare::cgroup_v2_evacuate(&cg.dir, "init", Duration::from_secs(2)).unwrap();
+    let again = prepare::cgroup_v2_evacuate(&RealSyscalls, &cg.dir, "init", Duration::from_secs(2))
+        .unwrap();
     assert!(again.pids_moved.is_empty());
     assert_eq!(again.attempts, 1);
 }
@@ -302,7 +306,9 @@ fn enables_controllers_that_were_busy() {
         .unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EBUSY));
 
-        let report = prepare::cgroup_v2_evacuate(&cg.dir, "init", Duration::from_secs(2)).unwrap();
+        let report =
+            prepare::cgroup_v2_evacuate(&RealSyscalls, &cg.dir, "init", Duration::from_secs(2))
+                .unwrap();
         assert_eq!(report.controllers_enabled, want);
         let subtree = read(&cg.dir.join("cgroup.subtree_control"));
         for c in &want {

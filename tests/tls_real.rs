@@ -340,6 +340,19 @@ fn user_managed_ca_is_verified_and_untouched() {
         e.contains("server/cert.pem") && e.contains("CERTIFICATE"),
         "{e}"
     );
+    // A CERTIFICATE block whose body is not base64 is not PEM.
+    std::fs::write(
+        dir.join("server/cert.pem"),
+        "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let e = ensure_certificates(&request(dir), OffsetDateTime::now_utc())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("server/cert.pem") && e.contains("is not valid PEM"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -9,14 +9,13 @@
 //! retried, but (unlike upstream, which retries on any error forever) only on
 //! EBUSY and only until a deadline.
 
-use std::fs::OpenOptions;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
 
-use super::PrepareError;
+use super::{PrepareError, Syscalls};
 
 /// Pause between two attempts of the move+enable pair.
 const RETRY_PAUSE: Duration = Duration::from_millis(20);
@@ -70,12 +69,6 @@ fn cg_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Prepar
     }
 }
 
-/// One write(2) of `text` to an existing cgroup control file.
-fn write_control(path: &Path, text: &str) -> io::Result<()> {
-    let mut f = OpenOptions::new().write(true).open(path)?;
-    f.write_all(text.as_bytes())
-}
-
 /// PIDs listed in a `cgroup.procs` file. Processes outside our PID namespace
 /// (a host cgroup namespace shows them) read as 0, and writing 0 would move
 /// the writer itself: they are skipped.
@@ -88,12 +81,17 @@ fn parse_pids(text: &str) -> Vec<i32> {
 
 /// Move every PID of `root/cgroup.procs` into `init/cgroup.procs`, one write
 /// per PID (the kernel takes one PID per write).
-fn move_all(root: &Path, init: &Path, report: &mut EvacuateReport) -> Result<(), PrepareError> {
+fn move_all(
+    sys: &dyn Syscalls,
+    root: &Path,
+    init: &Path,
+    report: &mut EvacuateReport,
+) -> Result<(), PrepareError> {
     let procs = root.join("cgroup.procs");
-    let text = std::fs::read_to_string(&procs).map_err(cg_err("read", &procs))?;
+    let text = sys.read_to_string(&procs).map_err(cg_err("read", &procs))?;
     let target = init.join("cgroup.procs");
     for pid in parse_pids(&text) {
-        match write_control(&target, &pid.to_string()) {
+        match sys.write_file(&target, &pid.to_string()) {
             Ok(()) => report.pids_moved.push(pid),
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => report.pids_vanished.push(pid),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
@@ -115,18 +113,20 @@ fn move_all(root: &Path, init: &Path, report: &mut EvacuateReport) -> Result<(),
 /// controllers for children. `deadline` bounds the EBUSY retries (2 s is ample:
 /// the race window is a few microseconds).
 pub fn cgroup_v2_evacuate(
+    sys: &dyn Syscalls,
     root: &Path,
     init_name: &str,
     deadline: Duration,
 ) -> Result<EvacuateReport, PrepareError> {
     let init = root.join(init_name);
-    match std::fs::create_dir(&init) {
+    match sys.create_dir(&init) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(cg_err("create", &init)(e)),
     }
     let controllers_file = root.join("cgroup.controllers");
-    let controllers: Vec<String> = std::fs::read_to_string(&controllers_file)
+    let controllers: Vec<String> = sys
+        .read_to_string(&controllers_file)
         .map_err(cg_err("read", &controllers_file))?
         .split_whitespace()
         .map(str::to_owned)
@@ -146,14 +146,14 @@ pub fn cgroup_v2_evacuate(
     // A non-EBUSY failure inside the closure is kept here and returned as is.
     let mut hard_error: Option<PrepareError> = None;
     let (result, attempts) = retry_while_busy(deadline, RETRY_PAUSE, || {
-        if let Err(e) = move_all(root, &init, &mut report) {
+        if let Err(e) = move_all(sys, root, &init, &mut report) {
             hard_error = Some(e);
             return Ok(());
         }
         if line.is_empty() {
             return Ok(());
         }
-        write_control(&subtree, &line)
+        sys.write_file(&subtree, &line)
     });
     report.attempts = attempts;
     if let Some(e) = hard_error {
@@ -183,6 +183,100 @@ pub fn cgroup_v2_evacuate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prepare::syscall::recording::{Call, Recording};
+    use crate::prepare::RealSyscalls;
+
+    /// A root cgroup with `procs` (one content per read) and two controllers.
+    fn cgroup(procs: &[&str]) -> Recording {
+        Recording::default()
+            .file("/cg/cgroup.procs", procs)
+            .file("/cg/cgroup.controllers", &["cpu memory\n"])
+    }
+
+    #[test]
+    fn moves_each_pid_then_enables_all_controllers() {
+        let sys = cgroup(&["1\n0\n42\n"]);
+        let r = cgroup_v2_evacuate(&sys, Path::new("/cg"), "init", Duration::ZERO).unwrap();
+        assert_eq!(
+            sys.calls(),
+            [
+                Call::CreateDir("/cg/init".into()),
+                Call::Write("/cg/init/cgroup.procs".into(), "1".into()),
+                Call::Write("/cg/init/cgroup.procs".into(), "42".into()),
+                Call::Write("/cg/cgroup.subtree_control".into(), "+cpu +memory".into()),
+            ],
+            "foreign-namespace pid 0 is never written"
+        );
+        assert_eq!((r.pids_moved, r.attempts), (vec![1, 42], 1));
+        assert_eq!(r.controllers_enabled, ["cpu", "memory"]);
+        assert_eq!(r.init_cgroup, Path::new("/cg/init"));
+    }
+
+    #[test]
+    fn existing_init_cgroup_vanished_and_kernel_pids_are_not_errors() {
+        let sys = cgroup(&["1 7 2\n"])
+            .fail("/cg/init", None, libc::EEXIST, 1)
+            .fail("/cg/init/cgroup.procs", Some("7"), libc::ESRCH, 1)
+            .fail("/cg/init/cgroup.procs", Some("2"), libc::EINVAL, 1);
+        let r = cgroup_v2_evacuate(&sys, Path::new("/cg"), "init", Duration::ZERO).unwrap();
+        assert_eq!(r.pids_moved, [1]);
+        assert_eq!(r.pids_vanished, [7]);
+        assert_eq!(r.pids_refused, [2]);
+        assert_eq!(r.controllers_enabled, ["cpu", "memory"]);
+    }
+
+    #[test]
+    fn a_failed_move_is_a_hard_error_without_enabling() {
+        let sys = cgroup(&["1\n"]).fail("/cg/init/cgroup.procs", None, libc::EACCES, 1);
+        let err = cgroup_v2_evacuate(&sys, Path::new("/cg"), "init", Duration::from_secs(2))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cannot move processes into /cg/init/cgroup.procs"),
+            "{err}"
+        );
+        assert!(sys.writes_to("/cg/cgroup.subtree_control").is_empty());
+    }
+
+    #[test]
+    fn ebusy_retries_the_pair_and_moves_late_arrivals() {
+        // A `docker exec` lands pid 9 in the root between move and enable.
+        let sys =
+            cgroup(&["1\n", "9\n", ""]).fail("/cg/cgroup.subtree_control", None, libc::EBUSY, 2);
+        let r = cgroup_v2_evacuate(&sys, Path::new("/cg"), "init", Duration::from_secs(2)).unwrap();
+        assert_eq!(r.attempts, 3);
+        assert_eq!(r.pids_moved, [1, 9]);
+        assert_eq!(sys.writes_to("/cg/init/cgroup.procs"), ["1", "9"]);
+        assert_eq!(sys.writes_to("/cg/cgroup.subtree_control").len(), 3);
+    }
+
+    #[test]
+    fn ebusy_that_never_clears_ends_at_the_deadline_with_a_clear_error() {
+        let sys = cgroup(&["1\n"]).fail("/cg/cgroup.subtree_control", None, libc::EBUSY, u32::MAX);
+        let start = Instant::now();
+        let err = cgroup_v2_evacuate(&sys, Path::new("/cg"), "init", Duration::from_millis(60))
+            .unwrap_err();
+        assert!(start.elapsed() < Duration::from_secs(1));
+        let PrepareError::CgroupBusy { attempts, .. } = &err else {
+            panic!("{err}");
+        };
+        assert!(*attempts >= 2, "retried: {attempts}");
+        assert_eq!(
+            sys.writes_to("/cg/cgroup.subtree_control").len(),
+            *attempts as usize
+        );
+        assert!(err.to_string().contains("still failed with EBUSY"), "{err}");
+    }
+
+    #[test]
+    fn no_controllers_means_no_subtree_write() {
+        let sys = Recording::default()
+            .file("/cg/cgroup.procs", &["1\n"])
+            .file("/cg/cgroup.controllers", &["\n"]);
+        let r = cgroup_v2_evacuate(&sys, Path::new("/cg"), "init", Duration::ZERO).unwrap();
+        assert!(r.controllers_enabled.is_empty());
+        assert!(sys.writes_to("/cg/cgroup.subtree_control").is_empty());
+    }
 
     #[test]
     fn pids_parse_ignores_blank_and_garbage() {
@@ -237,9 +331,14 @@ mod tests {
     #[test]
     fn missing_root_is_a_clear_error() {
         let tmp = tempfile::tempdir().unwrap();
-        let err = cgroup_v2_evacuate(&tmp.path().join("nope"), "init", Duration::ZERO)
-            .unwrap_err()
-            .to_string();
+        let err = cgroup_v2_evacuate(
+            &RealSyscalls,
+            &tmp.path().join("nope"),
+            "init",
+            Duration::ZERO,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("cannot create"), "{err}");
         assert!(err.contains("--privileged"), "{err}");
     }

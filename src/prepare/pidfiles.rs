@@ -7,13 +7,16 @@
 
 use std::path::PathBuf;
 
-use super::PrepareError;
+use super::{PrepareError, Syscalls};
 
 /// Delete `files`; one already gone is fine. Returns the files removed.
-pub fn remove_pid_files(files: &[PathBuf]) -> Result<Vec<PathBuf>, PrepareError> {
+pub fn remove_pid_files(
+    sys: &dyn Syscalls,
+    files: &[PathBuf],
+) -> Result<Vec<PathBuf>, PrepareError> {
     let mut removed = Vec::new();
     for path in files {
-        match std::fs::remove_file(path) {
+        match sys.remove_file(path) {
             Ok(()) => removed.push(path.clone()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(source) => {
@@ -30,6 +33,7 @@ pub fn remove_pid_files(files: &[PathBuf]) -> Result<Vec<PathBuf>, PrepareError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prepare::RealSyscalls;
 
     #[test]
     fn removes_exactly_the_listed_files_and_tolerates_missing_ones() {
@@ -39,14 +43,14 @@ mod tests {
         std::fs::write(&stale, "1").unwrap();
         std::fs::write(&other, "1").unwrap();
         let gone = tmp.path().join("docker-gone.pid");
-        let removed = remove_pid_files(&[stale.clone(), gone]).unwrap();
+        let removed = remove_pid_files(&RealSyscalls, &[stale.clone(), gone]).unwrap();
         assert_eq!(removed, vec![stale.clone()]);
         assert!(!stale.exists());
         assert!(other.exists());
         let dir = tmp.path().join("docker-dir.pid");
         std::fs::create_dir(&dir).unwrap();
         assert!(matches!(
-            remove_pid_files(&[dir]),
+            remove_pid_files(&RealSyscalls, &[dir]),
             Err(PrepareError::PidFile { .. })
         ));
     }

@@ -2,80 +2,63 @@
 
 use serde::Serialize;
 
-/// Names indexed by capability number (linux/capability.h), without the `CAP_` prefix.
-pub const CAP_NAMES: [&str; 41] = [
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "DAC_READ_SEARCH",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "SETGID",
-    "SETUID",
-    "SETPCAP",
-    "LINUX_IMMUTABLE",
-    "NET_BIND_SERVICE",
-    "NET_BROADCAST",
-    "NET_ADMIN",
-    "NET_RAW",
-    "IPC_LOCK",
-    "IPC_OWNER",
-    "SYS_MODULE",
-    "SYS_RAWIO",
-    "SYS_CHROOT",
-    "SYS_PTRACE",
-    "SYS_PACCT",
-    "SYS_ADMIN",
-    "SYS_BOOT",
-    "SYS_NICE",
-    "SYS_RESOURCE",
-    "SYS_TIME",
-    "SYS_TTY_CONFIG",
-    "MKNOD",
-    "LEASE",
-    "AUDIT_WRITE",
-    "AUDIT_CONTROL",
-    "SETFCAP",
-    "MAC_OVERRIDE",
-    "MAC_ADMIN",
-    "SYSLOG",
-    "WAKE_ALARM",
-    "BLOCK_SUSPEND",
-    "AUDIT_READ",
-    "PERFMON",
-    "BPF",
-    "CHECKPOINT_RESTORE",
-];
+pub use ::caps::Capability;
+use ::caps::CapsHashSet;
 
-pub const CAP_SYS_ADMIN: u32 = 21;
-pub const CAP_NET_ADMIN: u32 = 12;
+pub const CAP_SYS_ADMIN: Capability = Capability::CAP_SYS_ADMIN;
+pub const CAP_NET_ADMIN: Capability = Capability::CAP_NET_ADMIN;
 
 /// What an inner dockerd + runc use: namespaces and mounts, bridge and iptables,
 /// device nodes, ownership changes and dropping capabilities for containers.
-pub const DIND_ESSENTIAL: [&str; 12] = [
-    "SYS_ADMIN",
-    "NET_ADMIN",
-    "NET_RAW",
-    "MKNOD",
-    "SYS_CHROOT",
-    "SETUID",
-    "SETGID",
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "FOWNER",
-    "SETPCAP",
-    "KILL",
+pub const DIND_ESSENTIAL: [Capability; 12] = [
+    Capability::CAP_SYS_ADMIN,
+    Capability::CAP_NET_ADMIN,
+    Capability::CAP_NET_RAW,
+    Capability::CAP_MKNOD,
+    Capability::CAP_SYS_CHROOT,
+    Capability::CAP_SETUID,
+    Capability::CAP_SETGID,
+    Capability::CAP_CHOWN,
+    Capability::CAP_DAC_OVERRIDE,
+    Capability::CAP_FOWNER,
+    Capability::CAP_SETPCAP,
+    Capability::CAP_KILL,
 ];
 
-pub fn cap_name(bit: u32) -> String {
-    CAP_NAMES
-        .get(bit as usize)
-        .map_or_else(|| format!("CAP_{bit}"), |n| format!("CAP_{n}"))
+/// `CAP_CHOWN`, … as the kernel headers spell it.
+pub fn cap_name(cap: Capability) -> String {
+    cap.to_string()
 }
 
-pub fn cap_bit(name: &str) -> Option<u32> {
-    let n = name.strip_prefix("CAP_").unwrap_or(name);
-    CAP_NAMES.iter().position(|c| *c == n).map(|p| p as u32)
+/// Every capability the `caps` crate knows, in bit order.
+fn known() -> Vec<Capability> {
+    let mut all: Vec<Capability> = ::caps::all().into_iter().collect();
+    all.sort_by_key(|c| c.index());
+    all
+}
+
+/// The highest capability number ws-init has a name for: the fallback when
+/// `/proc/sys/kernel/cap_last_cap` cannot be read.
+pub fn last_known_cap() -> u32 {
+    known().last().map_or(0, |c| u32::from(c.index()))
+}
+
+/// The capabilities of a `/proc/PID/status` bitmask (`CapEff`, `CapBnd`) that
+/// have a name; bits above the newest known capability are left out.
+pub fn set_of(mask: u64) -> CapsHashSet {
+    ::caps::all()
+        .into_iter()
+        .filter(|c| mask & c.bitmask() != 0)
+        .collect()
+}
+
+/// The name of capability number `bit`, or `CAP_<bit>` for one newer than
+/// the `caps` crate.
+fn bit_name(known: &[Capability], bit: u32) -> String {
+    known
+        .iter()
+        .find(|c| u32::from(c.index()) == bit)
+        .map_or_else(|| format!("CAP_{bit}"), |c| cap_name(*c))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -103,19 +86,19 @@ pub struct CapsProbe {
 
 impl CapsProbe {
     pub fn from_sets(effective: u64, bounding: u64, last_cap: u32) -> Self {
+        let known = known();
         let bits = 0..=last_cap.min(63);
         let effective_names = bits
             .clone()
             .filter(|b| effective >> b & 1 == 1)
-            .map(cap_name)
+            .map(|b| bit_name(&known, b))
             .collect();
         let missing: Vec<String> = bits
             .filter(|b| effective >> b & 1 == 0)
-            .map(cap_name)
+            .map(|b| bit_name(&known, b))
             .collect();
-        let has_all_essential = DIND_ESSENTIAL
-            .iter()
-            .all(|n| cap_bit(n).is_some_and(|b| effective >> b & 1 == 1));
+        let effective_set = set_of(effective);
+        let has_all_essential = DIND_ESSENTIAL.iter().all(|c| effective_set.contains(c));
         let level = if missing.is_empty() {
             CapLevel::Full
         } else if has_all_essential {
@@ -133,16 +116,16 @@ impl CapsProbe {
         }
     }
 
-    pub fn has(&self, bit: u32) -> bool {
-        bit < 64 && self.effective >> bit & 1 == 1
+    pub fn has(&self, cap: Capability) -> bool {
+        self.effective & cap.bitmask() != 0
     }
 
     /// Essential capabilities for an inner daemon that are missing.
     pub fn missing_essential(&self) -> Vec<String> {
         DIND_ESSENTIAL
             .iter()
-            .filter(|n| !cap_bit(n).is_some_and(|b| self.has(b)))
-            .map(|n| format!("CAP_{n}"))
+            .filter(|c| !self.has(**c))
+            .map(|c| cap_name(*c))
             .collect()
     }
 }
@@ -268,6 +251,15 @@ mod tests {
                 "CAP_CHECKPOINT_RESTORE"
             ]
         );
+        // A kernel newer than the caps crate: its extra capability is named by number.
+        let newer = CapsProbe::from_sets(0x3ffeffffff, 0, 41);
+        assert_eq!(newer.missing.last().unwrap(), "CAP_41");
+        // Bits 0..=37 without SYS_RESOURCE (24).
+        let set = set_of(0x3ffeffffff);
+        assert_eq!(set.len(), 37);
+        assert!(!set.contains(&Capability::CAP_SYS_RESOURCE));
+        assert!(set.contains(&Capability::CAP_AUDIT_READ));
+        assert_eq!(last_known_cap(), 40);
         // An older kernel that knows fewer caps: all of them = full.
         assert_eq!(
             CapsProbe::from_sets(0x3fffffffff, 0, 37).level,

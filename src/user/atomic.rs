@@ -91,7 +91,7 @@ impl Dir {
             e => nix_io(e),
         })?;
         Ok(Dir {
-            // SAFETY: as in `open`.
+            // SAFETY: `openat` returned a fresh descriptor that nothing else owns.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
             path: self.path.join(name),
         })
