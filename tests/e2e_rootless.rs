@@ -238,8 +238,12 @@ fn rootless_without_its_programs_explains_and_keeps_running() {
         "WS_DOCKER_ENABLE_CLIENT=1",
         "-e",
         "WS_DOCKER_ROOTLESS=1",
-        "-e",
-        "PATH=/usr/local/bin",
+        // ws-init looks programs up in a fixed root-owned path, not the caller's PATH
+        // (hardening): hide two of them behind a character device instead.
+        "-v",
+        "/dev/null:/usr/bin/rootlesskit:ro",
+        "-v",
+        "/dev/null:/usr/bin/newuidmap:ro",
     ]);
     let ws = Container::start(
         &unique("rlmissing"),
