@@ -77,7 +77,7 @@ fi
 if ((${#FILTERS[@]} == 0)); then
   # Debug builds: the release profile's LTO would link every test binary slowly; the
   # release binary itself is what the image (and so the e2e tests) runs.
-  phase "unit + integration tests" cargo test --locked "${TARGETS[@]}"
+  phase "unit + integration tests" cargo test --locked --no-fail-fast "${TARGETS[@]}"
   phase "doc tests" cargo test --locked --doc
 fi
 if [[ ${WS_E2E_SKIP:-} != 1 ]]; then
@@ -85,7 +85,7 @@ if [[ ${WS_E2E_SKIP:-} != 1 ]]; then
     echo "[run.sh] the image did not build: end-to-end tests not run" >&2
     FAILED+=("e2e tests")
   else
-    phase "e2e tests${FILTERS[*]:+ (${FILTERS[*]})}" cargo test --locked "${E2E_TARGETS[@]}" -- \
+    phase "e2e tests${FILTERS[*]:+ (${FILTERS[*]})}" cargo test --locked --no-fail-fast "${E2E_TARGETS[@]}" -- \
       --test-threads "$THREADS" "${FILTERS[@]}"
   fi
 fi
