@@ -54,18 +54,34 @@ pub fn is_shim(p: &ProcEntry) -> bool {
         })
 }
 
+/// The OCI runtimes a shim runs as short-lived children (`runc kill`,
+/// `runc delete`): they must finish, or the container's runtime state is
+/// left behind for the next start.
+const RUNTIMES: &[&str] = &["runc", "crun", "youki"];
+
 /// Pure: the processes of inner containers in `table` (live processes only),
-/// seen from `own_pid` (ws-init): every descendant of a shim that descends
-/// from ws-init. Never ws-init, the shims themselves, or their ancestors
-/// (dockerd, containerd), nor anything outside ws-init's tree (processes
-/// entered with `docker exec`, strangers when ws-init is a subreaper).
+/// seen from `own_pid` (ws-init): every descendant of a serving shim that
+/// descends from ws-init. A shim serves containers once it has left
+/// containerd (it is reparented to ws-init, or a subreaper); one whose
+/// parent is containerd is a short-lived `start`/`delete` run, cleaning up.
+/// Never ws-init, the shims themselves, their ancestors (dockerd,
+/// containerd), a runtime a shim is running with what it started, nor
+/// anything outside ws-init's tree (processes entered with `docker exec`,
+/// strangers when ws-init is a subreaper).
 pub fn select(table: &[ProcEntry], own_pid: i32) -> Selection {
+    let comm_of = |pid: i32| table.iter().find(|p| p.pid == pid).map(|p| p.comm.as_str());
     let pairs: Vec<(i32, i32)> = table.iter().map(|p| (p.pid, p.ppid)).collect();
     let ours = procs::descendants_of(&pairs, own_pid);
     let shims: Vec<i32> = table
         .iter()
-        .filter(|p| ours.contains(&p.pid) && is_shim(p))
+        .filter(|p| ours.contains(&p.pid) && is_shim(p) && comm_of(p.ppid) != Some("containerd"))
         .map(|p| p.pid)
+        .collect();
+    // Without the runtimes the shims are running, their subtrees fall away.
+    let without_runtimes: Vec<(i32, i32)> = table
+        .iter()
+        .filter(|p| !(shims.contains(&p.ppid) && RUNTIMES.contains(&p.comm.as_str())))
+        .map(|p| (p.pid, p.ppid))
         .collect();
     let mut sel = Selection::default();
     for shim in &shims {
@@ -77,7 +93,7 @@ pub fn select(table: &[ProcEntry], own_pid: i32) -> Selection {
         {
             continue;
         }
-        let below = procs::descendants_of(&pairs, *shim);
+        let below = procs::descendants_of(&without_runtimes, *shim);
         if !below.is_empty() {
             sel.containers += 1;
             sel.pids.extend(below);
@@ -256,6 +272,30 @@ mod tests {
         let sel = select(&table, 1);
         assert_eq!(sel.containers, 2);
         assert_eq!(sel.pids, [21, 23, 24, 25]);
+    }
+
+    /// Cleaning up after containers that have exited: containerd runs a
+    /// shim's `delete`, and a serving shim runs `runc delete`. Both must
+    /// finish, with their children.
+    #[test]
+    fn cleanup_runs_of_shims_and_runtimes_are_spared() {
+        let mut table = workspace();
+        table.extend([
+            p(90, 21, "containerd-shim"), // `containerd-shim-runc-v2 delete`
+            p(91, 90, "runc"),            // its `runc delete --force`
+            p(92, 40, "runc"),            // container B's shim running `runc kill`
+            p(93, 92, "runc"),
+        ]);
+        let sel = select(&table, 1);
+        assert_eq!(sel.containers, 2);
+        assert_eq!(sel.pids, [31, 32, 41, 42, 43]);
+        // A shim whose container is gone, running `runc delete`: nothing to kill.
+        let table = [
+            p(1, 0, "ws-init"),
+            p(50, 1, "containerd-shim"),
+            p(51, 50, "runc"),
+        ];
+        assert_eq!(select(&table, 1), Selection::default());
     }
 
     #[test]
