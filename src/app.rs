@@ -142,6 +142,8 @@ pub(crate) fn workspace_user_name(settings: &Settings) -> Option<String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StopDeadlines {
     pub main: Instant,
+    /// Inner containers still running are SIGKILLed here at the latest.
+    pub containers: Instant,
     pub dockerd: Instant,
     pub kill: Instant,
 }
@@ -151,6 +153,7 @@ impl StopDeadlines {
         let split = stop_budget::split(stop_timeout);
         StopDeadlines {
             main: start + split.main,
+            containers: start + split.containers,
             dockerd: start + split.dockerd,
             kill: start + split.kill,
         }
@@ -402,17 +405,75 @@ pub(crate) fn start_docker(
 const REMOTE_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// dockerd stops after the main command (it may still be using Docker) and
-/// before the rest: SIGTERM lets it stop inner containers cleanly.
+/// before the rest: SIGTERM lets it stop inner containers cleanly. Those
+/// still running when their time is over are killed meanwhile, so dockerd
+/// can finish by itself.
 async fn stop_dockerd(dockerd: Option<&DockerdHandle>, deadlines: &StopDeadlines) {
     let Some(handle) = dockerd else { return };
     let t = Instant::now();
-    match tokio::time::timeout_at(deadlines.dockerd, handle.stop()).await {
+    let (hold_at, why) = inner_containers_time(t, handle.shutdown_timeout(), deadlines);
+    let ended = tokio::select! {
+        ended = tokio::time::timeout_at(deadlines.dockerd, handle.stop()) => ended,
+        never = hold_inner_containers(hold_at, &why) => match never {},
+    };
+    match ended {
         Ok(Some(exit)) => info!(
             elapsed_ms = t.elapsed().as_millis() as u64,
             "dockerd stopped: {exit}"
         ),
         Ok(None) => {}
         Err(_) => warn!("dockerd still stopping at its deadline; it is killed with the rest"),
+    }
+}
+
+/// When inner containers still running get SIGKILL, dockerd having had
+/// SIGTERM at `sigterm`, and why then: its `--shutdown-timeout`, unless that
+/// would not leave dockerd the time to finish before its deadline (or is
+/// unknown: set in daemon.json).
+fn inner_containers_time(
+    sigterm: Instant,
+    shutdown_timeout: Option<Duration>,
+    deadlines: &StopDeadlines,
+) -> (Instant, String) {
+    match shutdown_timeout.and_then(|d| sigterm.checked_add(d)) {
+        Some(at) if at <= deadlines.containers => (
+            at,
+            format!(
+                "dockerd's --shutdown-timeout of {} s has passed",
+                shutdown_timeout.unwrap_or_default().as_secs()
+            ),
+        ),
+        _ => (
+            deadlines.containers,
+            "the stop budget (WS_STOP_TIMEOUT) leaves them no more time".to_string(),
+        ),
+    }
+}
+
+/// From `at` on, while dockerd is still stopping: SIGKILL to the processes
+/// of inner containers (dockerd would wait for each one's own stop timeout),
+/// again every 100 ms for any it starts meanwhile. Runs until cancelled.
+async fn hold_inner_containers(at: Instant, why: &str) -> std::convert::Infallible {
+    use crate::dockerd::inner_containers;
+    tokio::time::sleep_until(at).await;
+    let proc = std::path::Path::new("/proc");
+    let sel = inner_containers::kill_all(proc);
+    if !sel.pids.is_empty() {
+        warn!(
+            "{why}: sent SIGKILL to {} inner container(s) still running ({} process(es)); dockerd sees them exit and finishes its shutdown",
+            sel.containers,
+            sel.pids.len()
+        );
+    }
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let more = inner_containers::kill_all(proc);
+        if !more.pids.is_empty() {
+            tracing::debug!(
+                "sent SIGKILL to {} more inner container process(es)",
+                more.pids.len()
+            );
+        }
     }
 }
 
@@ -482,9 +543,32 @@ mod tests {
         let t0 = Instant::now();
         let d = StopDeadlines::from(t0, Duration::from_secs(8));
         assert_eq!(d.main, t0 + Duration::from_secs(2));
+        assert_eq!(d.containers, t0 + Duration::from_millis(6500));
         assert_eq!(d.dockerd, t0 + Duration::from_millis(7500));
         assert_eq!(d.kill, t0 + Duration::from_secs(8));
         let small = StopDeadlines::from(t0, crate::config::MIN_STOP_TIMEOUT);
-        assert!(small.main < small.dockerd && small.dockerd < small.kill);
+        assert!(small.main < small.containers && small.containers < small.dockerd);
+        assert!(small.dockerd < small.kill);
+    }
+
+    /// Inner containers get dockerd's --shutdown-timeout from its SIGTERM,
+    /// but never so long that dockerd could not finish before its deadline.
+    #[test]
+    fn inner_containers_are_held_to_the_shutdown_timeout_within_the_budget() {
+        let t0 = Instant::now();
+        let d = StopDeadlines::from(t0, Duration::from_secs(8));
+        let secs = Duration::from_secs;
+        let sigterm = t0 + secs(2);
+        let (at, why) = inner_containers_time(sigterm, Some(secs(4)), &d);
+        assert_eq!(at, t0 + secs(6));
+        assert!(why.contains("--shutdown-timeout of 4 s"), "{why}");
+        // A user's --shutdown-timeout=30, -1 (forever), or one in daemon.json.
+        for given in [Some(secs(30)), Some(Duration::MAX), None] {
+            let (at, why) = inner_containers_time(sigterm, given, &d);
+            assert_eq!(at, d.containers, "{given:?}");
+            assert!(why.contains("WS_STOP_TIMEOUT"), "{why}");
+        }
+        let (at, _) = inner_containers_time(t0, Some(secs(1)), &d);
+        assert_eq!(at, t0 + secs(1));
     }
 }

@@ -3,10 +3,12 @@
 //! stopped in order at shutdown (design §5).
 //!
 //! - [`backoff`]: the restart policy, a pure state machine.
+//! - [`inner_containers`]: inner containers held to `--shutdown-timeout` at stop.
 //! - [`logs`]: dockerd's output to a bounded file, warnings echoed to stderr.
 //! - [`supervise`]: the supervision task and the handle the rest of ws-init uses.
 
 pub mod backoff;
+pub mod inner_containers;
 pub mod logs;
 pub mod supervise;
 

@@ -13,8 +13,11 @@
 //! main command's quarter, dockerd's own work after its containers (up to
 //! 1 s, plus what rounding down to whole seconds leaves) and the sweep are
 //! taken: so the time promised to inner containers holds whatever the main
-//! command does, and dockerd ends by itself. With the default 8 s: main 2 s,
-//! inner containers 4 s, dockerd waited for until 7.5 s, SIGKILL at 8 s.
+//! command does, and dockerd ends by itself. dockerd gives each container its
+//! own stop timeout, though, not less; so inner containers still running when
+//! their time is over are SIGKILLed by ws-init (`dockerd::inner_containers`),
+//! at the latest at `containers`. With the default 8 s: main 2 s, inner
+//! containers 4 s, dockerd waited for until 7.5 s, SIGKILL at 8 s.
 
 use std::time::Duration;
 
@@ -26,6 +29,10 @@ pub struct StopSplit {
     pub main: Duration,
     /// dockerd is waited for until here.
     pub dockerd: Duration,
+    /// Inner containers still running are SIGKILLed here at the latest (at
+    /// `--shutdown-timeout` after dockerd's SIGTERM when that is earlier),
+    /// so that dockerd has its own reserve to finish before its deadline.
+    pub containers: Duration,
     /// Everything still running is SIGKILLed here.
     pub kill: Duration,
     /// dockerd's `--shutdown-timeout` in whole seconds.
@@ -47,6 +54,7 @@ pub fn split(total: Duration) -> StopSplit {
     StopSplit {
         main,
         dockerd: total - sweep,
+        containers: total - sweep - dockerd_own,
         kill: total,
         inner_containers_secs: inner.as_secs().max(1),
     }
@@ -62,6 +70,7 @@ mod tests {
         assert_eq!(s.main, Duration::from_secs(2));
         assert_eq!(s.inner_containers_secs, 4);
         assert_eq!(s.dockerd, Duration::from_millis(7500));
+        assert_eq!(s.containers, Duration::from_millis(6500));
         assert_eq!(s.kill, Duration::from_secs(8));
         assert_eq!(split(Duration::from_secs(60)).inner_containers_secs, 43);
         assert_eq!(split(Duration::from_secs(2)).inner_containers_secs, 1);
@@ -82,6 +91,12 @@ mod tests {
             assert!(
                 s.main + inner < s.dockerd && own >= dockerd_own(total),
                 "{total:?}: dockerd has {own:?} for itself: {s:?}"
+            );
+            // Held to `--shutdown-timeout` from a SIGTERM at the main
+            // deadline at the latest, inner containers are killed in time.
+            assert!(
+                s.main + inner <= s.containers && s.dockerd - s.containers >= dockerd_own(total),
+                "{total:?}: {s:?}"
             );
             assert!(
                 s.main <= s.dockerd && s.dockerd < s.kill,

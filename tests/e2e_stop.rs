@@ -154,3 +154,98 @@ fn docker_wait_ends_when_dockerd_cannot_start() {
         "the log says why the wait ended:\n{logs}"
     );
 }
+
+/// dockerd stops each inner container with that container's own stop timeout (10 s unless
+/// `--stop-timeout`), so one that ignores SIGTERM would hold dockerd past its deadline. ws-init
+/// holds inner containers to the `--shutdown-timeout` dockerd was given: when that has passed,
+/// their processes are SIGKILLed from outside, dockerd sees them exit and ends by itself. A
+/// container that stops cleanly in 2 s keeps its time; after a restart of the workspace the
+/// inner containers are in a consistent state: exited and restartable, and one with
+/// `--restart unless-stopped` is running again (its stop was not a manual one).
+#[test]
+fn term_ignoring_inner_container_is_held_to_the_shutdown_timeout() {
+    let Some(e) = e2e() else { return };
+    let dir = host_dir("innerstop");
+    let mount = format!("{}:/shared", dir.path().display());
+    let mut args: Vec<&str> = e.privileged.iter().map(String::as_str).collect();
+    args.extend_from_slice(&["-e", "WS_DOCKER_ENABLE_CLIENT=1", "-v", &mount]);
+    let ws = Container::start(
+        &unique("innerstop"),
+        &args,
+        &e.image,
+        &["sleep", "infinity"],
+    );
+    ws.wait_docker(90);
+    ws.import_busybox("bb");
+    let ignoring = "trap \"\" TERM; echo up > /shared/$0; while true; do sleep 1; done";
+    ws.sh_ok(
+        &format!(
+            "docker run -d --name ignorer -v /shared:/shared bb sh -c '{ignoring}' ignorer && \
+             docker run -d --name keeper --restart unless-stopped -v /shared:/shared bb \
+               sh -c '{ignoring}' keeper && \
+             docker run -d --name clean -v /shared:/shared bb sh -c \
+             'trap \"echo term >> /shared/log; sleep 2; echo clean >> /shared/log; exit 0\" TERM; \
+              echo up > /shared/clean; while true; do sleep 1 & wait $!; done'"
+        ),
+        secs(120),
+    );
+    let up = wait_for(secs(30), || {
+        ["ignorer", "keeper", "clean"]
+            .iter()
+            .all(|f| dir.path().join(f).exists())
+            .then_some(())
+    });
+    ws.check(up.is_some(), "the inner containers never wrote /shared/*");
+    let started = Instant::now();
+    docker_ok(&["stop", &ws.name], secs(60));
+    let took = started.elapsed();
+    let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+    let logs = ws.logs();
+    assert!(
+        logs.contains("dockerd stopped: exited")
+            && !logs.contains("still stopping at its deadline")
+            && !logs.contains("after SIGTERM: sending SIGKILL"),
+        "dockerd did not end by itself within its time (stop took {took:?}):\n{logs}"
+    );
+    assert!(
+        logs.contains("sent SIGKILL to 2 inner container(s)"),
+        "the log does not say that the 2 TERM-ignoring inner containers were killed:\n{logs}"
+    );
+    assert_eq!(
+        log, "term\nclean\n",
+        "the clean inner container's 2 s cleanup was cut (stop took {took:?})\n{logs}"
+    );
+    assert!(took < secs(10), "docker stop took {took:?}\n{logs}");
+
+    docker_ok(&["start", &ws.name], secs(60));
+    ws.wait_docker(90);
+    let states = |ws: &Container| {
+        ws.sh_ok(
+            "docker ps -a --format '{{.Names}} {{.State}} {{.Status}}' | sort",
+            secs(60),
+        )
+    };
+    // dockerd restarts `unless-stopped` containers in the background once it answers.
+    let after = wait_for(secs(30), || {
+        let s = states(&ws);
+        s.contains("keeper running").then_some(s)
+    })
+    .unwrap_or_else(|| states(&ws));
+    let lines: Vec<&str> = after.lines().collect();
+    ws.check(
+        lines.len() == 3
+            && lines[0].starts_with("clean exited Exited (0)")
+            && lines[1].starts_with("ignorer exited Exited (137)")
+            && lines[2].starts_with("keeper running"),
+        &format!("inner containers after the restart:\n{after}"),
+    );
+    ws.sh_ok("docker start ignorer clean", secs(60));
+    let running = ws.sh_ok(
+        "docker ps --format '{{.Names}}' | sort | tr '\\n' ' '",
+        secs(60),
+    );
+    ws.check(
+        running == "clean ignorer keeper",
+        &format!("after `docker start ignorer clean`, running: {running:?}"),
+    );
+}

@@ -107,9 +107,16 @@ pub struct DockerdHandle {
     state: watch::Receiver<State>,
     stop: Rc<watch::Sender<bool>>,
     last_exit: Rc<Cell<Option<ChildExit>>>,
+    shutdown_timeout: Option<Duration>,
 }
 
 impl DockerdHandle {
+    /// The `--shutdown-timeout` on dockerd's command line (the last one
+    /// wins), if any: how long it gives inner containers after SIGTERM.
+    pub fn shutdown_timeout(&self) -> Option<Duration> {
+        self.shutdown_timeout
+    }
+
     /// A receiver of state changes.
     pub fn state(&self) -> watch::Receiver<State> {
         self.state.clone()
@@ -189,6 +196,7 @@ impl Supervisor {
         });
         let (stop_tx, stop_rx) = watch::channel(false);
         let last_exit = Rc::new(Cell::new(None));
+        let shutdown_timeout = shutdown_timeout_arg(&spec.args);
         let task = Task {
             reaper: reaper.clone(),
             endpoint: Endpoint::Unix(spec.socket.clone()),
@@ -206,6 +214,7 @@ impl Supervisor {
             state: state_rx,
             stop: Rc::new(stop_tx),
             last_exit,
+            shutdown_timeout,
         }
     }
 }
@@ -396,6 +405,17 @@ impl Task {
     }
 }
 
+/// dockerd's `--shutdown-timeout` in `args` (the last one wins); `None`
+/// without one (daemon.json may set it) or when it is no whole number of
+/// seconds. A negative one means "wait forever".
+fn shutdown_timeout_arg(args: &[String]) -> Option<Duration> {
+    let last = crate::plan::dockerd_args::user_values(args, "shutdown-timeout").pop()?;
+    match last.parse::<i64>().ok()? {
+        s if s < 0 => Some(Duration::MAX),
+        s => Some(Duration::from_secs(s as u64)),
+    }
+}
+
 /// Polls `/_ping` until it answers, warning every `warn_after` while it does not.
 async fn until_ready(endpoint: &Endpoint, pid: i32, warn_after: Duration) {
     let started = Instant::now();
@@ -467,5 +487,29 @@ impl Running {
 async fn stop_requested(stop: &mut watch::Receiver<bool>) {
     if stop.wait_for(|s| *s).await.is_err() {
         std::future::pending::<()>().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shutdown_timeout_is_read_from_the_command_line() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            shutdown_timeout_arg(&args(&["--group=docker", "--shutdown-timeout=4"])),
+            Some(Duration::from_secs(4))
+        );
+        assert_eq!(
+            shutdown_timeout_arg(&args(&["--shutdown-timeout=4", "--shutdown-timeout", "30"])),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            shutdown_timeout_arg(&args(&["--shutdown-timeout=-1"])),
+            Some(Duration::MAX)
+        );
+        assert_eq!(shutdown_timeout_arg(&args(&["--debug"])), None);
+        assert_eq!(shutdown_timeout_arg(&args(&["--shutdown-timeout=x"])), None);
     }
 }
