@@ -5,6 +5,11 @@
 #   image/build.sh [TAG]        default TAG: ws-init/workspace:dev
 #
 # Environment:
+#   WS_PLATFORMS      platforms to build, comma-separated: linux/amd64, linux/arm64 (default:
+#                     the host's). One platform: TAG is its image; several: TAG-amd64, TAG-arm64.
+#                     A foreign one runs under qemu-user (image/platform.sh)
+#   WS_CONTEXT_ONLY   a directory: build only the static binaries and write the build context
+#                     for all WS_PLATFORMS there (for `docker buildx build`), no image
 #   WS_BASE_SUITE     Debian suite: trixie (default), bookworm or sid
 #   BASE_IMAGE        base image to build FROM (default debian:SUITE-slim; its tag names the
 #                     suite when WS_BASE_SUITE is not set)
@@ -123,7 +128,8 @@ debian_mirror() {
 
 debootstrap_base() {
   local mirror tarball rootfs
-  tarball=$CACHE_DIR/debian-base-${SUITE}.tar
+  # A foreign architecture (image/platform.sh sets DEBOOTSTRAP_ARCH) has its own tarball.
+  tarball=$CACHE_DIR/debian-base-${SUITE}${DEBOOTSTRAP_ARCH:+-$DEBOOTSTRAP_ARCH}.tar
   mkdir -p "$CACHE_DIR"
   if [[ ! -s $tarball ]]; then
     is_root || die "no base image: ${BASE_IMAGE} is not local, cannot be pulled, and debootstrap needs root"
@@ -131,8 +137,8 @@ debootstrap_base() {
     mirror=$(debian_mirror)
     rootfs=$(mktemp -d "${TMPDIR:-/tmp}/ws-init-rootfs.XXXXXX")
     TMP_DIRS+=("$rootfs")
-    log "debootstrap --variant=minbase ${SUITE} (mirror from host apt configuration)"
-    debootstrap --variant=minbase "$SUITE" "$rootfs" "$mirror" >"$CACHE_DIR/debootstrap.log" 2>&1 \
+    log "debootstrap --variant=minbase ${DEBOOTSTRAP_ARCH:+--arch=$DEBOOTSTRAP_ARCH }${SUITE} (mirror from host apt configuration)"
+    debootstrap --variant=minbase ${DEBOOTSTRAP_ARCH:+--arch="$DEBOOTSTRAP_ARCH"} "$SUITE" "$rootfs" "$mirror" >"$CACHE_DIR/debootstrap.log" 2>&1 \
       || { tail -n 30 "$CACHE_DIR/debootstrap.log" >&2; die "debootstrap failed (log: $CACHE_DIR/debootstrap.log)"; }
     # apt inside the base uses the same mirror as the host (debootstrap wrote only $SUITE main).
     if [[ -n $APT_OPTS ]]; then
@@ -149,7 +155,7 @@ debootstrap_base() {
   else
     log "using cached ${tarball}"
   fi
-  docker import -c 'CMD ["bash"]' "$tarball" "$LOCAL_BASE" >/dev/null
+  docker import ${DEBOOTSTRAP_ARCH:+--platform "linux/$DEBOOTSTRAP_ARCH"} -c 'CMD ["bash"]' "$tarball" "$LOCAL_BASE" >/dev/null
 }
 
 # Sets BASE to the image to build FROM.
@@ -173,24 +179,16 @@ resolve_base() {
 BIN=""
 BASE=""
 
+# shellcheck source=image/platform.sh
+source "$ROOT/image/platform.sh"
+
 main() {
-  local ctx
-  command -v docker >/dev/null 2>&1 || die "docker CLI not found"
-  docker info >/dev/null 2>&1 || die "the Docker engine does not answer (docker info failed)"
-  phase "toolchain" ensure_toolchain
-  phase "cargo build (static ws-init)" build_ws_init
-  phase "base image" resolve_base
-  # A tiny context: the Dockerfile, the files the image adds, the binary. Never target/.
-  ctx=$(mktemp -d "${TMPDIR:-/tmp}/ws-init-ctx.XXXXXX")
-  TMP_DIRS+=("$ctx")
-  cp "$ROOT/Dockerfile" "$ROOT/.dockerignore" "$ctx/"
-  cp "$BIN" "$ctx/ws-init"
-  if [[ -d $ROOT/image/rootfs ]]; then
-    mkdir -p "$ctx/image" && cp -a "$ROOT/image/rootfs" "$ctx/image/"
+  if [[ -z ${WS_CONTEXT_ONLY:-} ]]; then
+    command -v docker >/dev/null 2>&1 || die "docker CLI not found"
+    docker info >/dev/null 2>&1 || die "the Docker engine does not answer (docker info failed)"
   fi
-  phase "docker build ${TAG}" env DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}" \
-    docker build --build-arg BASE_IMAGE="$BASE" --build-arg APT_OPTS="$APT_OPTS" -t "$TAG" "$ctx" >&2
-  log "built ${TAG}"
+  phase "toolchain" ensure_toolchain
+  build_platforms "$TAG"
 }
 
 main "$@"
