@@ -12,8 +12,10 @@
 #   [k8s]         tests/lint/validate-k8s.sh (deploy/kubernetes, strict schemas)
 #   [compose]     docker-compose (v1) config of every examples/compose*.yaml, alone and
 #                 with its near-privileged override
+#   [workflows]   .github/workflows/*.yml against the GitHub workflow schema
+#                 (check-jsonschema's built-in copy: no network)
 #
-# Tools: hadolint and kubernetes-validate come from a venv under
+# Tools: hadolint, kubernetes-validate and check-jsonschema come from a venv under
 # ${XDG_CACHE_HOME:-$HOME/.cache}/ws-init/venv (created on first use, tests/lint/venv.sh);
 # ShellCheck and docker-compose are installed with apt-get when missing and we are root.
 set -euo pipefail
@@ -24,7 +26,7 @@ cd "$ROOT"
 # shellcheck source=tests/lint/venv.sh
 source tests/lint/venv.sh
 
-ALL_GATES=(fmt clippy hadolint shellcheck k8s compose)
+ALL_GATES=(fmt clippy hadolint shellcheck k8s compose workflows)
 
 log() { printf '[lint] %s\n' "$*" >&2; }
 
@@ -105,6 +107,18 @@ gate_compose() {
     fi
   done
   return "$rc"
+}
+
+gate_workflows() {
+  local bin files
+  mapfile -t files < <(repo_files | grep -E '^\.github/workflows/[^/]+\.ya?ml$' | sort -u)
+  if ((${#files[@]} == 0)); then
+    log "workflows: no .github/workflows/*.yml found"
+    return 1
+  fi
+  bin=$(lint_venv) || return 1
+  log "workflows: ${files[*]}"
+  "$bin/check-jsonschema" --builtin-schema vendor.github-workflows "${files[@]}"
 }
 
 GATES=("$@")
