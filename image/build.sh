@@ -46,7 +46,14 @@ die() { log "error: $*"; exit 1; }
 
 # Temporary directories removed on exit, however the script ends.
 TMP_DIRS=()
-cleanup() { if ((${#TMP_DIRS[@]})); then rm -rf "${TMP_DIRS[@]}"; fi; }
+cleanup() {
+  local d
+  for d in "${TMP_DIRS[@]}"; do
+    # A debootstrap rootfs may still have /proc mounted: never rm -rf into it.
+    if mountpoint -q "$d"; then umount -R "$d" 2>/dev/null || umount -R -l "$d"; fi
+  done
+  if ((${#TMP_DIRS[@]})); then rm -rf "${TMP_DIRS[@]}"; fi
+}
 trap cleanup EXIT
 
 # phase NAME CMD...: run CMD (in this shell, so it may set globals) and print its duration.
@@ -137,9 +144,16 @@ debootstrap_base() {
     mirror=$(debian_mirror)
     rootfs=$(mktemp -d "${TMPDIR:-/tmp}/ws-init-rootfs.XXXXXX")
     TMP_DIRS+=("$rootfs")
+    # A private mount of its own: what debootstrap mounts inside (/proc) propagates to no
+    # container started meanwhile, whose copy would keep the unmount busy (seen with the slow
+    # foreign-architecture debootstrap: /proc left mounted and then tarred).
+    mount --bind "$rootfs" "$rootfs"
+    mount --make-private "$rootfs"
     log "debootstrap --variant=minbase ${DEBOOTSTRAP_ARCH:+--arch=$DEBOOTSTRAP_ARCH }${SUITE} (mirror from host apt configuration)"
     debootstrap --variant=minbase ${DEBOOTSTRAP_ARCH:+--arch="$DEBOOTSTRAP_ARCH"} "$SUITE" "$rootfs" "$mirror" >"$CACHE_DIR/debootstrap.log" 2>&1 \
       || { tail -n 30 "$CACHE_DIR/debootstrap.log" >&2; die "debootstrap failed (log: $CACHE_DIR/debootstrap.log)"; }
+    umount -R "$rootfs" 2>/dev/null || umount -R -l "$rootfs"
+    ! mountpoint -q "$rootfs" || die "cannot unmount ${rootfs} after debootstrap: see findmnt -R ${rootfs}"
     # apt inside the base uses the same mirror as the host (debootstrap wrote only $SUITE main).
     if [[ -n $APT_OPTS ]]; then
       printf 'deb %s %s main\n' "$mirror" "$SUITE" >"$rootfs/etc/apt/sources.list"
