@@ -169,7 +169,11 @@ debootstrap_base() {
   else
     log "using cached ${tarball}"
   fi
-  docker import ${DEBOOTSTRAP_ARCH:+--platform "linux/$DEBOOTSTRAP_ARCH"} -c 'CMD ["bash"]' "$tarball" "$LOCAL_BASE" >/dev/null
+  if [[ -n ${DEBOOTSTRAP_ARCH:-} ]]; then
+    import_foreign_base "$tarball" "$LOCAL_BASE" "$DEBOOTSTRAP_ARCH"
+  else
+    docker import -c 'CMD ["bash"]' "$tarball" "$LOCAL_BASE" >/dev/null
+  fi
 }
 
 # Sets BASE to the image to build FROM.

@@ -161,6 +161,20 @@ resolve_base_for() {
   BASE=$local_base
 }
 
+# import_foreign_base TARBALL TAG ARCH: the rootfs tarball as an image of ARCH. `docker import
+# --platform` of Docker 20.10 labels it with the host's architecture; a FROM scratch build with
+# --platform labels it right. The context is a hard link next to the tarball when possible.
+import_foreign_base() {
+  local tarball=$1 tag=$2 arch=$3 ctx
+  ctx=$(mktemp -d "$(dirname "$tarball")/import.XXXXXX")
+  TMP_DIRS+=("$ctx")
+  ln "$tarball" "$ctx/rootfs.tar" 2>/dev/null || cp "$tarball" "$ctx/rootfs.tar"
+  printf 'FROM scratch\nADD rootfs.tar /\nCMD ["bash"]\n' >"$ctx/Dockerfile"
+  DOCKER_BUILDKIT=0 docker build -q --platform "linux/${arch}" -t "$tag" "$ctx" >/dev/null
+  rm -rf "$ctx"
+  [[ $(image_arch "$tag") == "$arch" ]] || die "${tag} was imported as $(image_arch "$tag"), not ${arch}"
+}
+
 # build_platform PLATFORM TAG: the static binary, the base and the image of one platform.
 build_platform() {
   local platform=$1 tag=$2 arch ctx
