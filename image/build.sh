@@ -205,6 +205,7 @@ main() {
     command -v docker >/dev/null 2>&1 || die "docker CLI not found"
     docker info >/dev/null 2>&1 || die "the Docker engine does not answer (docker info failed)"
   fi
+  host_targets
   phase "toolchain" ensure_toolchain
   build_platforms "$TAG"
 }

@@ -12,6 +12,13 @@
 # code), in a venv under the cache, created on first use.
 ZIGBUILD_REQUIREMENTS=("cargo-zigbuild==0.24.0" "ziglang==0.17.0")
 
+# build.sh's host targets are x86_64's; on an arm64 host its ws-init is built natively the same way.
+host_targets() {
+  MUSL=$(rust_target_of "$(host_arch)")
+  # shellcheck disable=SC2034 # build.sh's
+  GNU=${MUSL%-musl}-gnu
+}
+
 # The Debian architecture (amd64, arm64) of a platform; dies on any other.
 platform_arch() {
   case $1 in
