@@ -1,5 +1,6 @@
-# Workspace image whose PID 1 is ws-init. Build with image/build.sh (it builds the static
-# ws-init first and sends a tiny context: this file, .dockerignore, the binary).
+# Workspace image whose PID 1 is ws-init, for linux/amd64 and linux/arm64. Build with
+# image/build.sh (it builds the static ws-init first and sends a tiny context: this file,
+# .dockerignore, bin/ARCH/ws-init).
 #   docker run -d --privileged -e WS_DOCKER_ENABLE_CLIENT=1 ws-init/workspace:dev
 ARG BASE_IMAGE=debian:trixie-slim
 FROM ${BASE_IMAGE}
@@ -53,7 +54,10 @@ ENV DOCKER_BUILDKIT=1
 # path is a volume (an anonymous one unless the user mounts a named volume or an emptyDir).
 VOLUME /var/lib/docker
 
-COPY ws-init /usr/local/bin/ws-init
+# The context holds one static ws-init per architecture (image/build.sh); BuildKit sets
+# TARGETARCH, build.sh passes it to the legacy builder.
+ARG TARGETARCH
+COPY bin/${TARGETARCH}/ws-init /usr/local/bin/ws-init
 
 WORKDIR /home/workspace
 

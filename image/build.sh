@@ -6,6 +6,11 @@
 #   image/build.sh [TAG]        default TAG: ws-init/workspace:dev
 #
 # Environment:
+#   WS_PLATFORMS      platforms to build, comma-separated: linux/amd64, linux/arm64 (default:
+#                     the host's). One platform: TAG is its image; several: TAG-amd64, TAG-arm64.
+#                     A foreign one runs under qemu-user (image/platform.sh)
+#   WS_CONTEXT_ONLY   a directory: build only the static binaries and write the build context
+#                     for all WS_PLATFORMS there (for `docker buildx build`), no image
 #   WS_BASE_SUITE     Debian suite: trixie (default), bookworm or sid
 #   BASE_IMAGE        base image to build FROM (default debian:SUITE-slim; its tag names the
 #                     suite when WS_BASE_SUITE is not set)
@@ -44,7 +49,14 @@ die() { log "error: $*"; exit 1; }
 
 # Temporary directories removed on exit, however the script ends.
 TMP_DIRS=()
-cleanup() { if ((${#TMP_DIRS[@]})); then rm -rf "${TMP_DIRS[@]}"; fi; }
+cleanup() {
+  local d
+  for d in "${TMP_DIRS[@]}"; do
+    # A debootstrap rootfs may still have /proc mounted: never rm -rf into it.
+    if mountpoint -q "$d"; then umount -R "$d" 2>/dev/null || umount -R -l "$d"; fi
+  done
+  if ((${#TMP_DIRS[@]})); then rm -rf "${TMP_DIRS[@]}"; fi
+}
 trap cleanup EXIT
 
 # phase NAME CMD...: run CMD (in this shell, so it may set globals) and print its duration.
@@ -161,7 +173,8 @@ image_apt_sources() {
 
 debootstrap_base() {
   local mirror tarball rootfs
-  tarball=$CACHE_DIR/debian-base-${SUITE}.tar
+  # A foreign architecture (image/platform.sh sets DEBOOTSTRAP_ARCH) has its own tarball.
+  tarball=$CACHE_DIR/debian-base-${SUITE}${DEBOOTSTRAP_ARCH:+-$DEBOOTSTRAP_ARCH}.tar
   mkdir -p "$CACHE_DIR"
   if [[ ! -s $tarball ]]; then
     is_root || die "no base image: ${BASE_IMAGE} is not local, cannot be pulled, and debootstrap needs root"
@@ -169,9 +182,17 @@ debootstrap_base() {
     mirror=$(debian_mirror)
     rootfs=$(mktemp -d "${TMPDIR:-/tmp}/ws-init-rootfs.XXXXXX")
     TMP_DIRS+=("$rootfs")
-    log "debootstrap --variant=minbase ${SUITE} (mirror from host apt configuration)"
-    debootstrap --variant=minbase "$SUITE" "$rootfs" "$mirror" >"$CACHE_DIR/debootstrap-${SUITE}.log" 2>&1 \
-      || { tail -n 30 "$CACHE_DIR/debootstrap-${SUITE}.log" >&2; die "debootstrap failed (log: $CACHE_DIR/debootstrap-${SUITE}.log)"; }
+    # A private mount of its own: what debootstrap mounts inside (/proc) propagates to no
+    # container started meanwhile, whose copy would keep the unmount busy (seen with the slow
+    # foreign-architecture debootstrap: /proc left mounted and then tarred).
+    mount --bind "$rootfs" "$rootfs"
+    mount --make-private "$rootfs"
+    local dlog=$CACHE_DIR/debootstrap-${SUITE}${DEBOOTSTRAP_ARCH:+-$DEBOOTSTRAP_ARCH}.log
+    log "debootstrap --variant=minbase ${DEBOOTSTRAP_ARCH:+--arch=$DEBOOTSTRAP_ARCH }${SUITE} (mirror from host apt configuration)"
+    debootstrap --variant=minbase ${DEBOOTSTRAP_ARCH:+--arch="$DEBOOTSTRAP_ARCH"} "$SUITE" "$rootfs" "$mirror" >"$dlog" 2>&1 \
+      || { tail -n 30 "$dlog" >&2; die "debootstrap failed (log: $dlog)"; }
+    umount -R "$rootfs" 2>/dev/null || umount -R -l "$rootfs"
+    ! mountpoint -q "$rootfs" || die "cannot unmount ${rootfs} after debootstrap: see findmnt -R ${rootfs}"
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/log/*.log
     tar --numeric-owner -C "$rootfs" -cf "$tarball.tmp" .
     mv "$tarball.tmp" "$tarball"
@@ -179,7 +200,11 @@ debootstrap_base() {
   else
     log "using cached ${tarball}"
   fi
-  docker import -c 'CMD ["bash"]' "$tarball" "$LOCAL_BASE" >/dev/null
+  if [[ -n ${DEBOOTSTRAP_ARCH:-} ]]; then
+    import_foreign_base "$tarball" "$LOCAL_BASE" "$DEBOOTSTRAP_ARCH"
+  else
+    docker import -c 'CMD ["bash"]' "$tarball" "$LOCAL_BASE" >/dev/null
+  fi
 }
 
 # Sets BASE to the image to build FROM.
@@ -204,35 +229,19 @@ BIN=""
 BASE=""
 APT_SOURCES=""
 
+# shellcheck source=image/platform.sh
+source "$ROOT/image/platform.sh"
+
 main() {
-  local ctx
-  # The host packages (engine, debootstrap, musl-tools) and a running engine, as root.
-  phase "setup" ws_setup build
-  command -v docker >/dev/null 2>&1 || die "docker CLI not found: apt-get install docker.io (as root, this script installs it)"
-  docker info >/dev/null 2>&1 || die "the Docker engine does not answer (docker info failed)"
+  if [[ -z ${WS_CONTEXT_ONLY:-} ]]; then
+    # The host packages (engine, debootstrap, musl-tools) and a running engine, as root.
+    phase "setup" ws_setup build
+    command -v docker >/dev/null 2>&1 || die "docker CLI not found: apt-get install docker.io (as root, this script installs it)"
+    docker info >/dev/null 2>&1 || die "the Docker engine does not answer (docker info failed)"
+  fi
+  host_targets
   phase "toolchain" ensure_toolchain
-  phase "cargo build (static ws-init)" build_ws_init
-  # The Dev Container Feature ships the same binary in its folder (gitignored).
-  install -m 0755 "$BIN" "$ROOT/features/ws-init/ws-init"
-  log "copied ws-init into features/ws-init/ (the Feature's install.sh installs it from there)"
-  phase "base image" resolve_base
-  # A tiny context: the Dockerfile, the files the image adds, the binary. Never target/.
-  ctx=$(mktemp -d "${TMPDIR:-/tmp}/ws-init-ctx.XXXXXX")
-  TMP_DIRS+=("$ctx")
-  cp "$ROOT/Dockerfile" "$ROOT/.dockerignore" "$ctx/"
-  cp "$BIN" "$ctx/ws-init"
-  if [[ -d $ROOT/image/rootfs ]]; then
-    mkdir -p "$ctx/image" && cp -a "$ROOT/image/rootfs" "$ctx/image/"
-  fi
-  # A base made here gets its apt sources from build.sh (a pulled one keeps its own).
-  APT_SOURCES=""
-  if [[ $BASE = "$LOCAL_BASE" ]]; then
-    image_apt_sources
-  fi
-  phase "docker build ${TAG}" env DOCKER_BUILDKIT="${DOCKER_BUILDKIT:-0}" \
-    docker build --build-arg BASE_IMAGE="$BASE" --build-arg APT_OPTS="$APT_OPTS" \
-    --build-arg APT_SOURCES="$APT_SOURCES" -t "$TAG" "$ctx" >&2
-  log "built ${TAG}"
+  build_platforms "$TAG"
 }
 
 main "$@"

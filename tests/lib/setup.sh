@@ -15,7 +15,8 @@
 # local base image, musl-gcc for the static build, `file` for its check). test: the tests
 # (busybox-static for inner images, docker-compose for tests/e2e_compose.rs, openssl for the
 # TLS checks, the other inits the PID-1 tests compare against, unshare and pgrep).
-# lint: tests/lint/run.sh. vm: tests/vm/run.sh (the cgroup v2 VM).
+# lint: tests/lint/run.sh. vm: tests/vm/run.sh (the cgroup v2 VM). multiarch: foreign
+# architectures in image/build.sh (qemu-user binfmt handlers, the cargo-zigbuild venv).
 # A name ending in `?` is installed only where the archive has it: from trixie on, docker.io
 # no longer brings the `docker` CLI, which is docker-cli there. `@CMD:PKG,PKG` installs the
 # packages only when the command CMD is missing (npm may come from elsewhere than dpkg).
@@ -24,6 +25,7 @@ declare -gA WS_SETUP_GROUPS=(
   [test]="ca-certificates docker.io docker-cli? docker-compose busybox-static openssl procps iptables util-linux tini dumb-init catatonit @npm:nodejs,npm"
   [lint]="shellcheck python3-venv docker-compose"
   [vm]="qemu-system-x86 e2fsprogs debootstrap busybox-static file docker.io docker-cli?"
+  [multiarch]="qemu-user-static binfmt-support python3-venv debootstrap"
 )
 WS_SETUP_DOCKERD_LOG=/var/log/ws-init-outer-dockerd.log
 

