@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::Settings;
+use crate::probe::caps::parse_id_map_entries;
 use crate::probe::iptables::find_in_path;
 use crate::user::PasswdFile;
 
@@ -95,20 +96,13 @@ pub fn parse_subids(text: &str) -> Vec<SubIdEntry> {
         .collect()
 }
 
+/// The ranges (inside the namespace) of a `/proc/self/uid_map` or `gid_map`.
 pub fn parse_id_map(text: &str) -> Vec<IdRange> {
-    text.lines()
-        .filter_map(|l| {
-            let n: Vec<u64> = l
-                .split_whitespace()
-                .filter_map(|x| x.parse().ok())
-                .collect();
-            match n[..] {
-                [inside, _outside, count] => Some(IdRange {
-                    start: inside,
-                    count,
-                }),
-                _ => None,
-            }
+    parse_id_map_entries(text)
+        .into_iter()
+        .map(|e| IdRange {
+            start: e.inside.into(),
+            count: e.count.into(),
         })
         .collect()
 }
