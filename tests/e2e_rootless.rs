@@ -304,3 +304,46 @@ fn rootless_docker_works_in_the_main_command() {
     drop(ws);
     drop(vol);
 }
+
+/// A newcomer's `docker run --rm ... IMAGE ws-init doctor`: PID 1 runs doctor itself (as root),
+/// so the rootless prerequisites are shown as the workspace would see them, each once.
+#[test]
+fn rootless_doctor_as_the_images_command_shows_the_prerequisites() {
+    let Some(e) = e2e() else { return };
+    let mut args: Vec<&str> = vec!["run", "--rm"];
+    args.extend(e.privileged.iter().map(String::as_str));
+    args.extend_from_slice(&[
+        "-e",
+        "WS_DOCKER_ENABLE_CLIENT=1",
+        "-e",
+        "WS_DOCKER_ROOTLESS=1",
+        &e.image,
+        "ws-init",
+        "doctor",
+    ]);
+    let out = docker(&args, secs(120));
+    assert!(out.ok(), "doctor:\n{}", out.describe());
+    let text = &out.stdout;
+    assert!(
+        text.contains("rootless inner dockerd (as workspace)")
+            && text.contains("root           yes"),
+        "doctor does not show PID 1's (root's) view:\n{text}"
+    );
+    for prerequisite in [
+        "user",
+        "user_namespaces",
+        "programs",
+        "subuid",
+        "subgid",
+        "tun",
+        "storage",
+    ] {
+        let line = format!("  ok {prerequisite} ");
+        assert_eq!(
+            text.matches(&line).count(),
+            1,
+            "prerequisite {prerequisite:?} not shown once as ok:\n{text}"
+        );
+    }
+    assert!(text.contains("resource limits"), "{text}");
+}
