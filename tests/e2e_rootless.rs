@@ -7,7 +7,6 @@
 #[allow(dead_code)]
 mod support;
 
-use std::time::Instant;
 use support::*;
 
 /// An inner image made of the workspace's own dash, coreutils and their libraries
@@ -197,32 +196,7 @@ fn rootless_docker_is_the_workspace_users_and_survives_kill_restart_and_stop() {
     );
 
     // docker stop: SIGTERM reaches an inner container of the rootless daemon.
-    ws.sh_ok(
-        "docker run -d --name trapper -v /shared:/shared own sh -c \
-         'trap \"echo got-term > /shared/term; exit 0\" TERM; echo ready > /shared/ready; \
-          while true; do sleep 1; done'",
-        secs(120),
-    );
-    let ready = wait_for(secs(30), || dir.path().join("ready").exists().then_some(()));
-    ws.check(
-        ready.is_some(),
-        "the inner container never wrote /shared/ready",
-    );
-    let started = Instant::now();
-    docker_ok(&["stop", "-t", "60", &ws.name], secs(120));
-    let took = started.elapsed();
-    let term = std::fs::read_to_string(dir.path().join("term")).unwrap_or_default();
-    assert_eq!(
-        term.trim(),
-        "got-term",
-        "the inner container did not get SIGTERM\n{}",
-        ws.diagnostics()
-    );
-    assert!(
-        took < secs(30),
-        "docker stop took {took:?}\n{}",
-        ws.diagnostics()
-    );
+    check_stop_delivers_sigterm_inside(&ws, dir.path(), "own");
     drop(ws);
     drop(vol);
 }
