@@ -201,8 +201,9 @@ fn rootless_docker_is_the_workspace_users_and_survives_kill_restart_and_stop() {
     drop(vol);
 }
 
-/// A missing prerequisite (here the programs: PATH holds only ws-init) leaves the workspace
-/// running, and the startup log and doctor say why and how to fix it.
+/// A missing prerequisite (here rootlesskit, hidden under /dev/null: programs are looked up
+/// on the fixed root-only search path, not the caller's PATH) leaves the workspace running,
+/// and the startup log and doctor say why and how to fix it.
 #[test]
 fn rootless_without_its_programs_explains_and_keeps_running() {
     let Some(e) = e2e() else { return };
@@ -212,8 +213,8 @@ fn rootless_without_its_programs_explains_and_keeps_running() {
         "WS_DOCKER_ENABLE_CLIENT=1",
         "-e",
         "WS_DOCKER_ROOTLESS=1",
-        "-e",
-        "PATH=/usr/local/bin",
+        "-v",
+        "/dev/null:/usr/bin/rootlesskit:ro",
     ]);
     let ws = Container::start(
         &unique("rlmissing"),
