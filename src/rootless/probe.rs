@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::Settings;
+use crate::probe::binaries::resolve;
 use crate::probe::caps::parse_id_map_entries;
-use crate::probe::iptables::find_in_path;
 use crate::user::PasswdFile;
 
 /// The user the rootless dockerd runs as.
@@ -159,7 +159,7 @@ pub fn probe_rootless(root: &Path, settings: &Settings, path_env: &str) -> Rootl
         dev_fuse: root.join("dev/fuse").exists(),
         programs: PROGRAMS
             .iter()
-            .map(|p| (p.to_string(), find_in_path(root, path_env, p)))
+            .map(|p| (p.to_string(), resolve(root, path_env, p).ok()))
             .collect(),
         unprivileged_port_start: read_number(root, "proc/sys/net/ipv4/ip_unprivileged_port_start"),
     }
