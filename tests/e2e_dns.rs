@@ -11,7 +11,7 @@
 #[path = "e2e/support.rs"]
 mod support;
 
-use support::{docker_ok, e2e, secs, unique, Container, Network, Volume};
+use support::{docker_ok, e2e, secs, unique, Container, E2e, Network, Volume};
 
 /// Builds `inner:dns` inside the workspace from its own binaries (`docker import`).
 const MAKE_INNER_IMAGE: &str = r#"
@@ -40,6 +40,20 @@ services:
     image: inner:dns
     command: ["sleep", "300"]
 "#;
+
+/// The sibling service `name` on the outer network `net` (with `extra` docker run flags), and
+/// its address there.
+fn start_sibling(e: &E2e, net: &Network, name: &str, extra: &[&str]) -> (Container, String) {
+    let mut args = vec!["--network", net.name.as_str()];
+    args.extend_from_slice(extra);
+    let db = Container::start(name, &args, &e.image, &["sleep", "infinity"]);
+    let ip = db.inspect(&format!(
+        "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+        net.name
+    ));
+    assert!(!ip.is_empty(), "sibling has no address on {}", net.name);
+    (db, ip)
+}
 
 /// `getent hosts NAME` in a fresh inner container; the address it prints.
 fn inner_lookup(ws: &Container, network: &str, name: &str) -> String {
@@ -72,17 +86,7 @@ fn inner_containers_resolve_the_workspaces_sibling_services() {
     let net = Network::create(&unique("dnsnet"));
     let sibling = unique("db");
     let alias = format!("{sibling}-alias");
-    let db = Container::start(
-        &sibling,
-        &["--network", &net.name, "--network-alias", &alias],
-        &e.image,
-        &["sleep", "infinity"],
-    );
-    let db_ip = db.inspect(&format!(
-        "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
-        net.name
-    ));
-    assert!(!db_ip.is_empty(), "sibling has no address on {}", net.name);
+    let (db, db_ip) = start_sibling(e, &net, &sibling, &["--network-alias", &alias]);
     let ws = Container::workspace(e, &unique("dnsws"), &["--network", &net.name]);
     ws.wait_docker(120);
 
@@ -179,17 +183,7 @@ fn rootless_inner_containers_resolve_the_sibling_through_the_dns_forwarder() {
     let net = Network::create(&unique("rldnsnet"));
     let vol = Volume::create(&unique("rldnsvol"));
     let sibling = unique("rldb");
-    let db = Container::start(
-        &sibling,
-        &["--network", &net.name],
-        &e.image,
-        &["sleep", "infinity"],
-    );
-    let db_ip = db.inspect(&format!(
-        "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
-        net.name
-    ));
-    assert!(!db_ip.is_empty(), "sibling has no address on {}", net.name);
+    let (db, db_ip) = start_sibling(e, &net, &sibling, &[]);
     let vol_mount = format!("{}:/var/lib/docker", vol.name);
     let ws = Container::workspace(
         e,
