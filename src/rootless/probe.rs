@@ -9,7 +9,8 @@ use serde::Serialize;
 use crate::config::Settings;
 use crate::probe::binaries::resolve;
 use crate::probe::caps::parse_id_map_entries;
-use crate::user::PasswdFile;
+pub use crate::user::SubIdEntry;
+use crate::user::{PasswdFile, SubIdFile};
 
 /// The user the rootless dockerd runs as.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -18,21 +19,6 @@ pub struct RootlessUser {
     pub uid: u32,
     pub gid: u32,
     pub home: PathBuf,
-}
-
-/// One line of `/etc/subuid` or `/etc/subgid`: `owner:start:count`, the
-/// owner a name or a numeric id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SubIdEntry {
-    pub owner: String,
-    pub start: u64,
-    pub count: u64,
-}
-
-impl SubIdEntry {
-    pub fn end(&self) -> u64 {
-        self.start.saturating_add(self.count)
-    }
 }
 
 /// One line of `/proc/self/{uid,gid}_map`: ids `inside..inside+count` exist here.
@@ -79,21 +65,7 @@ pub const PROGRAMS: [&str; 6] = [
 ];
 
 pub fn parse_subids(text: &str) -> Vec<SubIdEntry> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            match f[..] {
-                [owner, start, count] if !owner.is_empty() => Some(SubIdEntry {
-                    owner: owner.to_string(),
-                    start: start.trim().parse().ok()?,
-                    count: count.trim().parse().ok()?,
-                }),
-                _ => None,
-            }
-        })
-        .collect()
+    SubIdFile::parse(text).entries()
 }
 
 /// The ranges (inside the namespace) of a `/proc/self/uid_map` or `gid_map`.
