@@ -303,6 +303,18 @@ workspace:x:1000:
 ";
 
     #[test]
+    fn subid_append_keeps_every_other_line() {
+        let mut f = SubIdFile::parse("# ranges\n+nis\nalice:100000:65536");
+        assert_eq!(f.entries().len(), 1);
+        f.append("workspace:165536:65536");
+        assert_eq!(
+            f.0.render(),
+            "# ranges\n+nis\nalice:100000:65536\nworkspace:165536:65536\n"
+        );
+        assert_eq!(f.entries()[1].end(), 165536 + 65536);
+    }
+
+    #[test]
     fn render_is_byte_identical() {
         for text in [GROUP, "", "a:x:1:", "a:x:1:\n\n", "\n", "x:y\r\nz:w\r\n"] {
             assert_eq!(ColonFile::parse(text).render(), text, "{text:?}");
