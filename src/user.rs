@@ -17,7 +17,9 @@ use std::ffi::OsStr;
 use std::path::Path;
 
 pub use atomic::{write_atomically, write_atomically_with, Dir, Ownership};
-pub use db::{ColonFile, GroupEntry, GroupFile, GshadowFile, PasswdEntry, PasswdFile};
+pub use db::{
+    ColonFile, GroupEntry, GroupFile, GshadowFile, PasswdEntry, PasswdFile, SubIdEntry, SubIdFile,
+};
 
 /// The user the main command runs as when `WS_USER` is unset and it exists.
 pub const DEFAULT_WORKSPACE_USER: &str = "workspace";

@@ -589,32 +589,7 @@ fn stop_forwards_sigterm_to_inner_containers() {
     let ws = Container::workspace(e, &unique("stop"), &["-v", &mount]);
     ws.wait_docker(90);
     ws.import_busybox("bb");
-    ws.sh_ok(
-        "docker run -d --name trapper -v /shared:/shared bb sh -c \
-         'trap \"echo got-term > /shared/term; exit 0\" TERM; echo ready > /shared/ready; \
-          while true; do sleep 1; done'",
-        secs(120),
-    );
-    let ready = wait_for(secs(30), || dir.path().join("ready").exists().then_some(()));
-    ws.check(
-        ready.is_some(),
-        "the inner container never wrote /shared/ready",
-    );
-    let started = Instant::now();
-    docker_ok(&["stop", "-t", "60", &ws.name], secs(120));
-    let took = started.elapsed();
-    let term = std::fs::read_to_string(dir.path().join("term")).unwrap_or_default();
-    assert_eq!(
-        term.trim(),
-        "got-term",
-        "the inner container did not get SIGTERM\n{}",
-        ws.diagnostics()
-    );
-    assert!(
-        took < secs(30),
-        "docker stop took {took:?} (timeout 60 s)\n{}",
-        ws.diagnostics()
-    );
+    check_stop_delivers_sigterm_inside(&ws, dir.path(), "bb");
 }
 
 /// The workspace container's exit status is the main command's.

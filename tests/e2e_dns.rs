@@ -11,16 +11,7 @@
 #[path = "e2e/support.rs"]
 mod support;
 
-use support::{docker, docker_ok, e2e, secs, unique, Container};
-
-/// Removes the outer network when dropped (after the containers on it: declare it first).
-struct Network(String);
-
-impl Drop for Network {
-    fn drop(&mut self) {
-        let _ = docker(&["network", "rm", &self.0], secs(60));
-    }
-}
+use support::{docker_ok, e2e, secs, unique, Container, E2e, Network, Volume};
 
 /// Builds `inner:dns` inside the workspace from its own binaries (`docker import`).
 const MAKE_INNER_IMAGE: &str = r#"
@@ -50,10 +41,29 @@ services:
     command: ["sleep", "300"]
 "#;
 
+/// The sibling service `name` on the outer network `net` (with `extra` docker run flags), and
+/// its address there.
+fn start_sibling(e: &E2e, net: &Network, name: &str, extra: &[&str]) -> (Container, String) {
+    let mut args = vec!["--network", net.name.as_str()];
+    args.extend_from_slice(extra);
+    let db = Container::start(name, &args, &e.image, &["sleep", "infinity"]);
+    let ip = db.inspect(&format!(
+        "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+        net.name
+    ));
+    assert!(!ip.is_empty(), "sibling has no address on {}", net.name);
+    (db, ip)
+}
+
 /// `getent hosts NAME` in a fresh inner container; the address it prints.
 fn inner_lookup(ws: &Container, network: &str, name: &str) -> String {
+    inner_lookup_as(ws, None, network, name)
+}
+
+/// `inner_lookup` through `user`'s docker CLI.
+fn inner_lookup_as(ws: &Container, user: Option<&str>, network: &str, name: &str) -> String {
     let out = ws.exec_ok(
-        None,
+        user,
         &[
             "docker",
             "run",
@@ -73,22 +83,11 @@ fn inner_lookup(ws: &Container, network: &str, name: &str) -> String {
 #[test]
 fn inner_containers_resolve_the_workspaces_sibling_services() {
     let Some(e) = e2e() else { return };
-    let net = Network(unique("dnsnet"));
-    docker_ok(&["network", "create", &net.0], secs(60));
+    let net = Network::create(&unique("dnsnet"));
     let sibling = unique("db");
     let alias = format!("{sibling}-alias");
-    let db = Container::start(
-        &sibling,
-        &["--network", &net.0, "--network-alias", &alias],
-        &e.image,
-        &["sleep", "infinity"],
-    );
-    let db_ip = db.inspect(&format!(
-        "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
-        net.0
-    ));
-    assert!(!db_ip.is_empty(), "sibling has no address on {}", net.0);
-    let ws = Container::workspace(e, &unique("dnsws"), &["--network", &net.0]);
+    let (db, db_ip) = start_sibling(e, &net, &sibling, &["--network-alias", &alias]);
+    let ws = Container::workspace(e, &unique("dnsws"), &["--network", &net.name]);
     ws.wait_docker(120);
 
     let made = ws.exec_input(
@@ -171,6 +170,61 @@ fn inner_containers_resolve_the_workspaces_sibling_services() {
     docker_ok(&["restart", "-t", "10", &ws.name], secs(120));
     ws.wait_docker(120);
     check("after docker restart");
+    drop(ws);
+    drop(db);
+}
+
+/// Rootless mode: dockerd runs in rootlesskit's network namespace behind slirp4netns with
+/// `--disable-host-loopback`, so the forwarder listens on the workspace's own eth0 address
+/// and inner containers reach it through slirp, not through the workspace's bridge.
+#[test]
+fn rootless_inner_containers_resolve_the_sibling_through_the_dns_forwarder() {
+    let Some(e) = e2e() else { return };
+    let net = Network::create(&unique("rldnsnet"));
+    let vol = Volume::create(&unique("rldnsvol"));
+    let sibling = unique("rldb");
+    let (db, db_ip) = start_sibling(e, &net, &sibling, &[]);
+    let vol_mount = format!("{}:/var/lib/docker", vol.name);
+    let ws = Container::workspace(
+        e,
+        &unique("rldnsws"),
+        &[
+            "--network",
+            &net.name,
+            "-e",
+            "WS_DOCKER_ROOTLESS=1",
+            "-v",
+            &vol_mount,
+        ],
+    );
+    ws.wait_docker(120);
+    let doctor = ws.exec_ok(None, &["ws-init", "doctor"], secs(60));
+    ws.check(
+        doctor.contains("rootless inner dockerd") && doctor.contains("inner dns      forwarder"),
+        &format!("doctor:\n{doctor}"),
+    );
+
+    let made = ws.exec_input(
+        Some("workspace"),
+        &["bash", "-s"],
+        Some(MAKE_INNER_IMAGE.as_bytes()),
+        secs(120),
+    );
+    assert!(made.ok(), "inner image:\n{}", made.describe());
+    ws.exec_ok(
+        Some("workspace"),
+        &["docker", "network", "create", "innernet"],
+        secs(60),
+    );
+    for network in ["bridge", "innernet"] {
+        let got = inner_lookup_as(&ws, Some("workspace"), network, &sibling);
+        eprintln!("{network}: {got}");
+        if got != db_ip {
+            ws.fail(&format!(
+                "rootless: an inner container on {network} resolved {sibling} to {got:?}, want {db_ip}"
+            ));
+        }
+    }
     drop(ws);
     drop(db);
 }

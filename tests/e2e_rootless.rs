@@ -7,7 +7,6 @@
 #[allow(dead_code)]
 mod support;
 
-use std::time::Instant;
 use support::*;
 
 /// An inner image made of the workspace's own dash, coreutils and their libraries
@@ -197,38 +196,14 @@ fn rootless_docker_is_the_workspace_users_and_survives_kill_restart_and_stop() {
     );
 
     // docker stop: SIGTERM reaches an inner container of the rootless daemon.
-    ws.sh_ok(
-        "docker run -d --name trapper -v /shared:/shared own sh -c \
-         'trap \"echo got-term > /shared/term; exit 0\" TERM; echo ready > /shared/ready; \
-          while true; do sleep 1; done'",
-        secs(120),
-    );
-    let ready = wait_for(secs(30), || dir.path().join("ready").exists().then_some(()));
-    ws.check(
-        ready.is_some(),
-        "the inner container never wrote /shared/ready",
-    );
-    let started = Instant::now();
-    docker_ok(&["stop", "-t", "60", &ws.name], secs(120));
-    let took = started.elapsed();
-    let term = std::fs::read_to_string(dir.path().join("term")).unwrap_or_default();
-    assert_eq!(
-        term.trim(),
-        "got-term",
-        "the inner container did not get SIGTERM\n{}",
-        ws.diagnostics()
-    );
-    assert!(
-        took < secs(30),
-        "docker stop took {took:?}\n{}",
-        ws.diagnostics()
-    );
+    check_stop_delivers_sigterm_inside(&ws, dir.path(), "own");
     drop(ws);
     drop(vol);
 }
 
-/// A missing prerequisite (here the programs: PATH holds only ws-init) leaves the workspace
-/// running, and the startup log and doctor say why and how to fix it.
+/// A missing prerequisite (here rootlesskit, hidden under /dev/null: programs are looked up
+/// on the fixed root-only search path, not the caller's PATH) leaves the workspace running,
+/// and the startup log and doctor say why and how to fix it.
 #[test]
 fn rootless_without_its_programs_explains_and_keeps_running() {
     let Some(e) = e2e() else { return };
@@ -307,4 +282,47 @@ fn rootless_docker_works_in_the_main_command() {
     );
     drop(ws);
     drop(vol);
+}
+
+/// A newcomer's `docker run --rm ... IMAGE ws-init doctor`: PID 1 runs doctor itself (as root),
+/// so the rootless prerequisites are shown as the workspace would see them, each once.
+#[test]
+fn rootless_doctor_as_the_images_command_shows_the_prerequisites() {
+    let Some(e) = e2e() else { return };
+    let mut args: Vec<&str> = vec!["run", "--rm"];
+    args.extend(e.privileged.iter().map(String::as_str));
+    args.extend_from_slice(&[
+        "-e",
+        "WS_DOCKER_ENABLE_CLIENT=1",
+        "-e",
+        "WS_DOCKER_ROOTLESS=1",
+        &e.image,
+        "ws-init",
+        "doctor",
+    ]);
+    let out = docker(&args, secs(120));
+    assert!(out.ok(), "doctor:\n{}", out.describe());
+    let text = &out.stdout;
+    assert!(
+        text.contains("rootless inner dockerd (as workspace)")
+            && text.contains("root           yes"),
+        "doctor does not show PID 1's (root's) view:\n{text}"
+    );
+    for prerequisite in [
+        "user",
+        "user_namespaces",
+        "programs",
+        "subuid",
+        "subgid",
+        "tun",
+        "storage",
+    ] {
+        let line = format!("  ok {prerequisite} ");
+        assert_eq!(
+            text.matches(&line).count(),
+            1,
+            "prerequisite {prerequisite:?} not shown once as ok:\n{text}"
+        );
+    }
+    assert!(text.contains("resource limits"), "{text}");
 }

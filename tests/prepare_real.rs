@@ -8,10 +8,12 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use nix::mount::{mount, MsFlags};
-use nix::sched::{unshare, CloneFlags};
 use nix::sys::statvfs::{statvfs, FsFlags};
 use ws_init::prepare::{self, RealSyscalls};
 use ws_init::probe::{Mount, MountInfo};
+
+mod common;
+use common::in_private_mount_ns;
 
 /// The mount table of the calling thread (which may have its own namespace).
 const THREAD_MOUNTINFO: &str = "/proc/thread-self/mountinfo";
@@ -22,26 +24,6 @@ fn is_root() -> bool {
     }
     eprintln!("SKIP: needs root (mounts, cgroups)");
     false
-}
-
-/// Run `body` on a new thread that first enters a private mount namespace
-/// (mount namespaces are per task, so only that thread sees the changes and
-/// they vanish with it).
-fn in_private_mount_ns<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(move || {
-        unshare(CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .expect("make / rprivate");
-        body()
-    })
-    .join()
-    .expect("namespace thread panicked")
 }
 
 fn thread_mounts() -> Vec<Mount> {

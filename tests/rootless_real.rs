@@ -5,9 +5,10 @@
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 
-use nix::mount::{mount, MsFlags};
-use nix::sched::{unshare, CloneFlags};
 use ws_init::rootless::prepare;
+
+mod common;
+use common::in_private_mount_ns;
 
 fn is_root() -> bool {
     if nix::unistd::geteuid().is_root() {
@@ -15,23 +16,6 @@ fn is_root() -> bool {
     }
     eprintln!("SKIP: needs root (mknod, chown, mounts)");
     false
-}
-
-fn in_private_mount_ns<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::spawn(move || {
-        unshare(CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .expect("make / rprivate");
-        body()
-    })
-    .join()
-    .expect("namespace thread panicked")
 }
 
 #[test]

@@ -189,9 +189,9 @@ pub struct UserNamespace {
     pub in_user_namespace: bool,
 }
 
-pub fn parse_uid_map(text: &str) -> UserNamespace {
-    let uid_map: Vec<UidMapEntry> = text
-        .lines()
+/// The lines of a `/proc/PID/uid_map` or `gid_map` (malformed lines left out).
+pub fn parse_id_map_entries(text: &str) -> Vec<UidMapEntry> {
+    text.lines()
         .filter_map(|l| {
             let n: Vec<u32> = l
                 .split_whitespace()
@@ -206,7 +206,11 @@ pub fn parse_uid_map(text: &str) -> UserNamespace {
                 _ => None,
             }
         })
-        .collect();
+        .collect()
+}
+
+pub fn parse_uid_map(text: &str) -> UserNamespace {
+    let uid_map = parse_id_map_entries(text);
     let identity = uid_map.len() == 1
         && uid_map[0]
             == UidMapEntry {

@@ -104,8 +104,8 @@ pub fn probe_iptables_files(root: &Path, path_env: &str) -> IptablesProbe {
         iptables_legacy_path: super::binaries::resolve(root, path_env, "iptables-legacy").ok(),
         nft_works: None,
         legacy_works: None,
-        ip6tables_path: find_in_path(root, path_env, "ip6tables"),
-        ip6tables_legacy_path: find_in_path(root, path_env, "ip6tables-legacy"),
+        ip6tables_path: super::binaries::resolve(root, path_env, "ip6tables").ok(),
+        ip6tables_legacy_path: super::binaries::resolve(root, path_env, "ip6tables-legacy").ok(),
         ip6_nft_works: None,
         ip6_legacy_works: None,
         alternatives: ALTERNATIVES
@@ -186,6 +186,27 @@ mod tests {
         assert_eq!(
             find_in_path(t.path(), DEFAULT_PATH, "iptables"),
             Some(PathBuf::from("/usr/sbin/iptables"))
+        );
+    }
+
+    #[test]
+    fn ip6tables_run_as_root_must_be_root_only_like_iptables() {
+        if !nix::unistd::geteuid().is_root() {
+            return; // root-only means owned by root: the files must be ours
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("usr/sbin")).unwrap();
+        for (name, mode) in [("iptables", 0o755), ("ip6tables", 0o777)] {
+            let bin = t.path().join("usr/sbin").join(name);
+            std::fs::write(&bin, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let p = probe_iptables_files(t.path(), "/usr/sbin");
+        assert_eq!(p.iptables_path, Some(PathBuf::from("/usr/sbin/iptables")));
+        assert_eq!(
+            p.ip6tables_path, None,
+            "a world-writable ip6tables is run as root"
         );
     }
 

@@ -448,8 +448,16 @@ pub fn dockerd_plan(p: &SystemProbe, user: &RootlessUser, s: &Settings) -> Docke
     // Rootless dockerd reads ~/.config/docker/daemon.json, which the user owns
     // and may change at any time: a clash there is the user's to see in the log.
     args.extend(dockerd_args::merge(ours, &s.dockerd_args, &[]));
+    // The file the probe found on the fixed search path (as for the rootful dockerd),
+    // so the log names it and every restart runs the same one.
+    let rootlesskit = p
+        .rootless
+        .as_ref()
+        .and_then(|r| r.programs.iter().find(|(name, _)| name == "rootlesskit"))
+        .and_then(|(_, at)| at.clone())
+        .unwrap_or_else(|| PathBuf::from("rootlesskit"));
     DockerdPlan {
-        program: PathBuf::from("rootlesskit"),
+        program: rootlesskit,
         args,
         env: vec![
             ("container".into(), "docker".into()),

@@ -7,8 +7,8 @@ use nix::mount::{mount, MsFlags};
 
 use super::client::{self, ConfigChange};
 use super::plan::RootlessStep;
-use super::probe::parse_subids;
 use super::safe_fs::{ensure_dir_at, open_dir, read_file_at, write_file_at};
+use crate::user::SubIdFile;
 
 fn split(path: &Path) -> Result<(&Path, &str), String> {
     match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
@@ -24,20 +24,16 @@ pub fn add_subids(file: &Path, line: &str) -> Result<String, String> {
     let existing = read_file_at(&dir_fd, name, 0)
         .map_err(|e| format!("{}: {e}", file.display()))?
         .unwrap_or_default();
-    let text = String::from_utf8_lossy(&existing).into_owned();
+    let mut subids = SubIdFile::parse(&String::from_utf8_lossy(&existing));
     let owner = line.split(':').next().unwrap_or_default();
-    if parse_subids(&text).iter().any(|e| e.owner == owner) {
+    if subids.entries().iter().any(|e| e.owner == owner) {
         return Ok(format!(
             "{} already has a range for {owner}",
             file.display()
         ));
     }
-    let mut new = text;
-    if !new.is_empty() && !new.ends_with('\n') {
-        new.push('\n');
-    }
-    new.push_str(line);
-    new.push('\n');
+    subids.append(line);
+    let new = subids.0.render();
     write_file_at(&dir_fd, name, new.as_bytes(), 0o644, (0, 0))
         .map_err(|e| format!("cannot update {}: {e}", file.display()))?;
     Ok(format!("added {line} to {}", file.display()))

@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::probe::iptables::find_in_path;
-use crate::user::PasswdFile;
+use crate::probe::binaries::resolve;
+use crate::probe::caps::parse_id_map_entries;
+pub use crate::user::SubIdEntry;
+use crate::user::{PasswdFile, SubIdFile};
 
 /// The user the rootless dockerd runs as.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -17,21 +19,6 @@ pub struct RootlessUser {
     pub uid: u32,
     pub gid: u32,
     pub home: PathBuf,
-}
-
-/// One line of `/etc/subuid` or `/etc/subgid`: `owner:start:count`, the
-/// owner a name or a numeric id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SubIdEntry {
-    pub owner: String,
-    pub start: u64,
-    pub count: u64,
-}
-
-impl SubIdEntry {
-    pub fn end(&self) -> u64 {
-        self.start.saturating_add(self.count)
-    }
 }
 
 /// One line of `/proc/self/{uid,gid}_map`: ids `inside..inside+count` exist here.
@@ -78,37 +65,16 @@ pub const PROGRAMS: [&str; 6] = [
 ];
 
 pub fn parse_subids(text: &str) -> Vec<SubIdEntry> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            match f[..] {
-                [owner, start, count] if !owner.is_empty() => Some(SubIdEntry {
-                    owner: owner.to_string(),
-                    start: start.trim().parse().ok()?,
-                    count: count.trim().parse().ok()?,
-                }),
-                _ => None,
-            }
-        })
-        .collect()
+    SubIdFile::parse(text).entries()
 }
 
+/// The ranges (inside the namespace) of a `/proc/self/uid_map` or `gid_map`.
 pub fn parse_id_map(text: &str) -> Vec<IdRange> {
-    text.lines()
-        .filter_map(|l| {
-            let n: Vec<u64> = l
-                .split_whitespace()
-                .filter_map(|x| x.parse().ok())
-                .collect();
-            match n[..] {
-                [inside, _outside, count] => Some(IdRange {
-                    start: inside,
-                    count,
-                }),
-                _ => None,
-            }
+    parse_id_map_entries(text)
+        .into_iter()
+        .map(|e| IdRange {
+            start: e.inside.into(),
+            count: e.count.into(),
         })
         .collect()
 }
@@ -165,7 +131,7 @@ pub fn probe_rootless(root: &Path, settings: &Settings, path_env: &str) -> Rootl
         dev_fuse: root.join("dev/fuse").exists(),
         programs: PROGRAMS
             .iter()
-            .map(|p| (p.to_string(), find_in_path(root, path_env, p)))
+            .map(|p| (p.to_string(), resolve(root, path_env, p).ok()))
             .collect(),
         unprivileged_port_start: read_number(root, "proc/sys/net/ipv4/ip_unprivileged_port_start"),
     }

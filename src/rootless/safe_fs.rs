@@ -1,19 +1,21 @@
 //! File operations for root in paths a user may write (their home, their
 //! runtime directory, the data root): every component is opened relative to
 //! its parent with `O_NOFOLLOW`, so a link planted by the user is refused,
-//! never followed; files are replaced through a fresh temporary name
-//! (`O_EXCL`) and `renameat`, so a planted hard link is replaced, not written.
+//! never followed; files are replaced through `user::atomic` (a fresh
+//! temporary name, `O_EXCL`, `renameat`), so a planted hard link is replaced,
+//! not written.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Component, Path};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Component, Path, PathBuf};
 
-use nix::fcntl::{openat, renameat, OFlag};
+use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fchmod, mkdirat, Mode};
-use nix::unistd::{fchown, unlinkat, Gid, Uid, UnlinkatFlags};
+use nix::unistd::{fchown, Gid, Uid};
+
+use crate::user::atomic::{Dir, Ownership};
 
 /// The largest file `read_file_at` reads (docker's config.json is a few KiB).
 pub const MAX_READ: u64 = 1 << 20;
@@ -159,10 +161,8 @@ pub fn read_file_at(dir: &OwnedFd, name: &str, owner: u32) -> io::Result<Option<
     Ok(Some(out))
 }
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Replaces `name` in `dir` with `contents` (mode, owner) atomically: a
-/// temporary name nobody can have prepared (`O_EXCL`, pid, time, counter),
+/// Replaces `name` in `dir` with `contents` (mode, owner) atomically, as the
+/// `/etc/group` edits do (`user::atomic`): a fresh temporary name (`O_EXCL`),
 /// fsync, `renameat`, fsync of the directory.
 pub fn write_file_at(
     dir: &OwnedFd,
@@ -172,53 +172,10 @@ pub fn write_file_at(
     owner: (u32, u32),
 ) -> io::Result<()> {
     let name = name_of(name)?;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let tmp = format!(
-        ".{name}.ws-init-{}-{nanos}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    );
-    let fd = owned(with_context(
-        openat(
-            Some(dir.as_raw_fd()),
-            tmp.as_str(),
-            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::from_bits_truncate(0o600),
-        ),
-        || format!("create {tmp}"),
-    )?);
-    let result = (|| -> io::Result<()> {
-        let raw = fd.as_raw_fd();
-        let mut f = File::from(fd);
-        f.write_all(contents)?;
-        fchown(
-            raw,
-            Some(Uid::from_raw(owner.0)),
-            Some(Gid::from_raw(owner.1)),
-        )?;
-        // After fchown, which clears set-id bits; the umask does not apply.
-        fchmod(raw, Mode::from_bits_truncate(mode))?;
-        f.sync_all()?;
-        renameat(
-            Some(dir.as_raw_fd()),
-            tmp.as_str(),
-            Some(dir.as_raw_fd()),
-            name,
-        )?;
-        Ok(())
-    })();
-    if let Err(e) = result {
-        let _ = unlinkat(
-            Some(dir.as_raw_fd()),
-            tmp.as_str(),
-            UnlinkatFlags::NoRemoveDir,
-        );
-        return Err(io::Error::new(e.kind(), format!("write {name}: {e}")));
-    }
-    File::from(dir.try_clone()?).sync_all()
+    let (uid, gid) = owner;
+    Dir::from_fd(dir.try_clone()?, PathBuf::new())
+        .write_atomically(name.as_ref(), contents, Ownership::Exact { mode, uid, gid })
+        .map_err(|e| io::Error::new(e.kind(), format!("write {name}: {e}")))
 }
 
 #[cfg(test)]

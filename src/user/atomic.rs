@@ -26,6 +26,8 @@ pub enum Ownership {
     KeepExisting,
     /// This mode; owner is whoever writes (root here).
     Mode(u32),
+    /// This mode and owner (a file root writes for a user).
+    Exact { mode: u32, uid: u32, gid: u32 },
 }
 
 /// The marker in our temporary names: `.<name>.ws-init-tmp.<unique>`.
@@ -57,6 +59,12 @@ impl Dir {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
             path: path.to_owned(),
         })
+    }
+
+    /// A directory already opened (without following links) by the caller;
+    /// `path` only names it in messages.
+    pub fn from_fd(fd: OwnedFd, path: PathBuf) -> Dir {
+        Dir { fd, path }
     }
 
     /// Opens the sub-directory `name` without following a link, creating it
@@ -240,6 +248,7 @@ impl Dir {
             .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG);
         let (mode, owner) = match (ownership, existing) {
             (Ownership::Mode(m), _) => (m, None),
+            (Ownership::Exact { mode, uid, gid }, _) => (mode, Some((uid, gid))),
             (Ownership::KeepExisting, Some(st)) => {
                 (st.st_mode & 0o7777, Some((st.st_uid, st.st_gid)))
             }

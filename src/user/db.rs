@@ -1,4 +1,4 @@
-//! `/etc/passwd`, `/etc/group` and `/etc/gshadow` as colon-separated text,
+//! `/etc/passwd`, `/etc/group`, `/etc/gshadow` and `/etc/subuid`/`subgid` as colon-separated text,
 //! kept line by line: comments, NIS `+`/`-` lines and anything we do not
 //! understand are carried through untouched, and an edited line changes only
 //! the field that was edited. Rendering an unedited file gives back exactly
@@ -243,6 +243,50 @@ fn add_member_field(file: &mut ColonFile, name: &str, field: usize, user: &str) 
     true
 }
 
+/// One line of `/etc/subuid` or `/etc/subgid`: `owner:start:count`, the
+/// owner a name or a numeric id.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SubIdEntry {
+    pub owner: String,
+    pub start: u64,
+    pub count: u64,
+}
+
+impl SubIdEntry {
+    pub fn end(&self) -> u64 {
+        self.start.saturating_add(self.count)
+    }
+}
+
+/// `/etc/subuid` or `/etc/subgid`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SubIdFile(pub ColonFile);
+
+impl SubIdFile {
+    pub fn parse(text: &str) -> Self {
+        SubIdFile(ColonFile::parse(text))
+    }
+
+    /// Well-formed ranges, in file order.
+    pub fn entries(&self) -> Vec<SubIdEntry> {
+        (0..self.0.lines.len())
+            .filter_map(|i| match self.0.fields(i)?[..] {
+                [owner, start, count] if !owner.trim().is_empty() => Some(SubIdEntry {
+                    owner: owner.trim().to_owned(),
+                    start: start.trim().parse().ok()?,
+                    count: count.trim().parse().ok()?,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Adds the line `owner:start:count`.
+    pub(crate) fn append(&mut self, line: &str) {
+        self.0.append(line.to_owned());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +301,18 @@ weird line without colons
 docker:x:998:alice,bob
 workspace:x:1000:
 ";
+
+    #[test]
+    fn subid_append_keeps_every_other_line() {
+        let mut f = SubIdFile::parse("# ranges\n+nis\nalice:100000:65536");
+        assert_eq!(f.entries().len(), 1);
+        f.append("workspace:165536:65536");
+        assert_eq!(
+            f.0.render(),
+            "# ranges\n+nis\nalice:100000:65536\nworkspace:165536:65536\n"
+        );
+        assert_eq!(f.entries()[1].end(), 165536 + 65536);
+    }
 
     #[test]
     fn render_is_byte_identical() {

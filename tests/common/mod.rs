@@ -455,3 +455,23 @@ pub fn scratch() -> tempfile::TempDir {
 pub fn q(p: &Path) -> String {
     format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
 }
+
+/// Runs `body` on a new thread that first enters a private mount namespace
+/// (mount namespaces are per task, so only that thread sees the changes and
+/// they vanish with it).
+pub fn in_private_mount_ns<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare(CLONE_NEWNS)");
+        nix::mount::mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .expect("make / rprivate");
+        body()
+    })
+    .join()
+    .expect("namespace thread panicked")
+}

@@ -478,6 +478,40 @@ pub fn host_busybox() -> PathBuf {
     panic!("no /bin/busybox on the host: install busybox-static (the e2e tests build inner images from it)")
 }
 
+/// `docker stop -t 60` of the workspace `ws` reaches an inner container with SIGTERM: the inner
+/// container (from `image`, which has `sh`) traps it into `/shared/term`, with the host's `dir`
+/// mounted on `/shared` in the workspace; the stop must end well before the timeout.
+pub fn check_stop_delivers_sigterm_inside(ws: &Container, dir: &Path, image: &str) {
+    ws.sh_ok(
+        &format!(
+            "docker run -d --name trapper -v /shared:/shared {image} sh -c \
+             'trap \"echo got-term > /shared/term; exit 0\" TERM; echo ready > /shared/ready; \
+              while true; do sleep 1; done'"
+        ),
+        secs(120),
+    );
+    let ready = wait_for(secs(30), || dir.join("ready").exists().then_some(()));
+    ws.check(
+        ready.is_some(),
+        "the inner container never wrote /shared/ready",
+    );
+    let started = Instant::now();
+    docker_ok(&["stop", "-t", "60", &ws.name], secs(120));
+    let took = started.elapsed();
+    let term = std::fs::read_to_string(dir.join("term")).unwrap_or_default();
+    assert_eq!(
+        term.trim(),
+        "got-term",
+        "the inner container did not get SIGTERM\n{}",
+        ws.diagnostics()
+    );
+    assert!(
+        took < secs(30),
+        "docker stop took {took:?} (timeout 60 s)\n{}",
+        ws.diagnostics()
+    );
+}
+
 /// A named volume on the outer engine, removed when dropped.
 pub struct Volume {
     pub name: String,

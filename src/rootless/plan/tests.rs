@@ -187,7 +187,7 @@ fn near_privileged_with_everything_is_rootless_with_its_steps() {
     )));
     assert_eq!(plan.iptables, None);
     let d = plan.dockerd.unwrap();
-    assert_eq!(d.program, PathBuf::from("rootlesskit"));
+    assert_eq!(d.program, PathBuf::from("/usr/bin/rootlesskit"));
     assert_eq!(d.socket, PathBuf::from("/run/user/1000/docker.sock"));
     let at = d.args.iter().position(|a| a == "dockerd").unwrap();
     assert!(d.args[..at].contains(&"--net=slirp4netns".to_string()));
