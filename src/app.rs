@@ -203,8 +203,7 @@ async fn workspace(args: Vec<OsString>, settings: Settings) -> i32 {
     if settings.docker_wait {
         if let Some(p) = prepared.as_ref().filter(|p| p.plan.mode.works()) {
             if let Some(signo) = wait_for_docker(p, dockerd.as_ref(), &settings, &mut inbox).await {
-                let deadlines = StopDeadlines::from(Instant::now(), settings.stop_timeout);
-                stop_everything(&reaper, dockerd.as_ref(), &deadlines).await;
+                stop_now(&reaper, dockerd.as_ref(), settings.stop_timeout).await;
                 return 128 + signo;
             }
         }
@@ -215,8 +214,7 @@ async fn workspace(args: Vec<OsString>, settings: Settings) -> i32 {
         Ok(r) => r,
         Err(msg) => {
             error!("{msg}");
-            let deadlines = StopDeadlines::from(Instant::now(), settings.stop_timeout);
-            stop_everything(&reaper, dockerd.as_ref(), &deadlines).await;
+            stop_now(&reaper, dockerd.as_ref(), settings.stop_timeout).await;
             return EXIT_USAGE;
         }
     };
@@ -233,8 +231,7 @@ async fn workspace(args: Vec<OsString>, settings: Settings) -> i32 {
         Err(e) => {
             let code = spawn_error_code(&e);
             error!("cannot run {program:?}: {e}");
-            let deadlines = StopDeadlines::from(Instant::now(), settings.stop_timeout);
-            stop_everything(&reaper, dockerd.as_ref(), &deadlines).await;
+            stop_now(&reaper, dockerd.as_ref(), settings.stop_timeout).await;
             return code;
         }
     };
@@ -249,18 +246,19 @@ async fn workspace(args: Vec<OsString>, settings: Settings) -> i32 {
 
     // Until the main command exits or a stop signal arrives, every signal
     // goes to it.
-    let deadlines = loop {
+    loop {
         tokio::select! {
-            _ = main.wait() => break StopDeadlines::from(Instant::now(), settings.stop_timeout),
+            _ = main.wait() => break,
             sig = inbox.recv() => {
                 deliver(&mut main, sig, true);
                 if signals::starts_stop(sig.signo) {
                     info!("{} received: stopping the workspace", signals::name(sig.signo));
-                    break StopDeadlines::from(Instant::now(), settings.stop_timeout);
+                    break;
                 }
             }
         }
-    };
+    }
+    let deadlines = StopDeadlines::from(Instant::now(), settings.stop_timeout);
     let exit = main_share(&mut main, &mut inbox, &reaper, &deadlines).await;
     stop_everything(&reaper, dockerd.as_ref(), &deadlines).await;
     exit.exit_code()
@@ -522,6 +520,13 @@ pub(crate) async fn stop_everything(
 ) {
     stop_dockerd(dockerd, deadlines).await;
     shutdown(reaper, deadlines).await;
+}
+
+/// The ordered stop with its deadlines counted from now: for the ways out
+/// before (or instead of) the main command's run.
+async fn stop_now(reaper: &Reaper, dockerd: Option<&DockerdHandle>, stop_timeout: Duration) {
+    let deadlines = StopDeadlines::from(Instant::now(), stop_timeout);
+    stop_everything(reaper, dockerd, &deadlines).await;
 }
 
 /// The ordered stop after the main command is gone: everything left gets

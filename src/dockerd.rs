@@ -5,7 +5,9 @@
 //! - [`backoff`]: the restart policy, a pure state machine.
 //! - [`inner_containers`]: inner containers held to `--shutdown-timeout` at stop.
 //! - [`logs`]: dockerd's output to a bounded file, warnings echoed to stderr.
-//! - [`supervise`]: the supervision task and the handle the rest of ws-init uses.
+//! - [`supervise`]: the supervision task and the handle the rest of ws-init uses;
+//!   its decisions are a pure state machine (`supervise::machine`), the task only
+//!   performs them.
 
 pub mod backoff;
 pub mod inner_containers;

@@ -2,6 +2,9 @@
 //! into the log, wait for `/_ping` on its socket, restart it with backoff when
 //! it dies, and stop it (SIGTERM, then SIGKILL at the timeout) on request.
 //! dockerd dying never ends anything else: the task only reports states.
+//! What to do next is decided by the pure `machine`; the task here performs
+//! its actions and turns what happens (the exit, the socket answering, the
+//! stop request, timers) into its events.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -19,7 +22,10 @@ use nix::unistd::Pid;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::backoff::{Backoff, BackoffPolicy};
+mod machine;
+
+use self::machine::{Action, Event, Machine, Message, Policy, Timer};
+use super::backoff::BackoffPolicy;
 use super::logs::{self, EchoFilter, LogFile, LogSink};
 use crate::docker_api::{self, Endpoint};
 use crate::exit::ChildExit;
@@ -229,75 +235,201 @@ struct Task {
     last_exit: Rc<Cell<Option<ChildExit>>>,
 }
 
-enum RunEnd {
-    Exited(ChildExit),
-    StopRequested,
+type Probe = Pin<Box<dyn Future<Output = Result<(), String>>>>;
+
+/// The I/O the machine is waiting on: at most one dockerd, one readiness
+/// probe and one timer at a time.
+#[derive(Default)]
+struct Waits {
+    running: Option<Running>,
+    probe: Option<Probe>,
+    timer: Option<(Instant, Timer)>,
+    stop_seen: bool,
 }
 
 impl Task {
+    /// Performs the machine's actions and feeds it what happens, until it
+    /// says it is finished.
     async fn run(mut self) {
-        let mut backoff = Backoff::new(self.spec.backoff);
-        let mut attempt = 0;
-        let final_state = loop {
-            if *self.stop.borrow() {
-                break State::Stopped;
+        let policy = Policy {
+            backoff: self.spec.backoff,
+            stop_timeout: self.spec.stop_timeout,
+            ready_warn_after: self.spec.ready_warn_after,
+        };
+        let (mut machine, mut actions) = Machine::start(policy);
+        let mut waits = Waits::default();
+        if *self.stop.borrow() {
+            // Stopped before the first start: nothing is spawned.
+            waits.stop_seen = true;
+            (machine, actions) = machine::next(&machine, Event::StopRequested);
+        }
+        loop {
+            let mut events = Vec::new();
+            for action in actions {
+                if action == Action::Finish {
+                    return;
+                }
+                self.perform(action, &mut waits, &mut events).await;
             }
-            self.prepare_start();
-            let started = Instant::now();
-            let exit = match self.spawn() {
-                Ok(mut running) => {
-                    self.state.send_replace(State::Starting {
-                        pid: Some(running.pid),
-                        attempt,
-                    });
-                    match self.run_once(&mut running, started).await {
-                        RunEnd::Exited(exit) => Some(exit),
-                        RunEnd::StopRequested => {
-                            let exit = self.terminate(&mut running).await;
-                            self.last_exit.set(exit);
-                            break State::Stopped;
+            let event = match events.pop() {
+                Some(event) => event,
+                None => self.wait(&mut waits).await,
+            };
+            // An action yields at most one event (a spawn's outcome).
+            debug_assert!(events.is_empty());
+            (machine, actions) = machine::next(&machine, event);
+        }
+    }
+
+    async fn perform(&mut self, action: Action, waits: &mut Waits, events: &mut Vec<Event>) {
+        match action {
+            Action::Spawn => {
+                self.prepare_start();
+                waits.probe = None;
+                events.push(match self.spawn() {
+                    Ok(running) => {
+                        let pid = running.pid;
+                        waits.running = Some(running);
+                        Event::Started {
+                            pid,
+                            now: std::time::Instant::now(),
                         }
                     }
-                }
-                Err(e) => {
-                    let reason = format!("{}: {e}", self.spec.program.display());
-                    self.sink
-                        .borrow_mut()
-                        .note(&format!("cannot start dockerd: {reason}"));
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
-                    ) {
-                        // Retrying cannot help: say so once and leave the workspace alone.
-                        tracing::error!("cannot start dockerd ({reason}); Docker stays unavailable in this workspace");
-                        break State::Failed { reason };
+                    Err(e) => {
+                        let reason = format!("{}: {e}", self.spec.program.display());
+                        self.sink
+                            .borrow_mut()
+                            .note(&format!("cannot start dockerd: {reason}"));
+                        Event::SpawnFailed {
+                            reason,
+                            fatal: matches!(
+                                e.kind(),
+                                io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+                            ),
+                            now: std::time::Instant::now(),
+                        }
                     }
-                    tracing::error!("cannot start dockerd ({reason})");
-                    None
+                });
+            }
+            Action::ProbeReady => {
+                let endpoint = self.endpoint.clone();
+                let deadline = Instant::now() + self.spec.ready_warn_after;
+                waits.probe = Some(Box::pin(async move {
+                    docker_api::wait_ready(&endpoint, deadline)
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.last.to_string())
+                }));
+            }
+            Action::Signal(sig) => {
+                if let Some(running) = waits.running.as_mut() {
+                    running.signal(sig).await;
                 }
-            };
-            self.last_exit.set(exit);
-            let delay = backoff.next_delay(Instant::now().into_std(), started.into_std());
-            attempt = backoff.failures();
-            self.state
-                .send_replace(State::Restarting { attempt, delay });
-            if let Some(exit) = exit {
-                let up = started.elapsed();
+            }
+            Action::Arm(timer, delay) => {
+                waits.timer = Some((
+                    Instant::now().checked_add(delay).unwrap_or_else(far_future),
+                    timer,
+                ));
+            }
+            Action::Report(state) => {
+                self.state.send_replace(state);
+            }
+            Action::RecordExit(exit) => self.last_exit.set(exit),
+            Action::Log(message) => self.log(message),
+            Action::Finish => {}
+        }
+    }
+
+    /// The next thing that happens. On a tie, an exit comes before a stop
+    /// request, and both before readiness and timers.
+    async fn wait(&mut self, waits: &mut Waits) -> Event {
+        let stop = &mut self.stop;
+        let stop_seen = waits.stop_seen;
+        let timer = waits.timer;
+        let running = &mut waits.running;
+        let probe = &mut waits.probe;
+        let event = tokio::select! {
+            biased;
+            exit = async { running.as_mut().unwrap().wait().await }, if running.is_some() => {
+                Event::Exited { exit, now: std::time::Instant::now() }
+            }
+            _ = stop_requested(stop), if !stop_seen => Event::StopRequested,
+            result = async { probe.as_mut().unwrap().await }, if probe.is_some() => {
+                let now = std::time::Instant::now();
+                match result {
+                    Ok(()) => Event::Ready { now },
+                    Err(error) => Event::ReadyTimeout { error, now },
+                }
+            }
+            _ = tokio::time::sleep_until(timer.map_or_else(far_future, |t| t.0)), if timer.is_some() => {
+                Event::Timer(timer.unwrap().1)
+            }
+        };
+        match &event {
+            Event::Exited { .. } => {
+                waits.running = None;
+                waits.probe = None;
+            }
+            Event::StopRequested => waits.stop_seen = true,
+            Event::Ready { .. } | Event::ReadyTimeout { .. } => waits.probe = None,
+            Event::Timer(_) => waits.timer = None,
+            _ => {}
+        }
+        event
+    }
+
+    fn log(&self, message: Message) {
+        let endpoint = &self.endpoint;
+        let log_path = self.spec.log_path.display();
+        match message {
+            Message::SpawnFailed { reason } => tracing::error!("cannot start dockerd ({reason})"),
+            Message::GaveUp { reason } => tracing::error!(
+                "cannot start dockerd ({reason}); Docker stays unavailable in this workspace"
+            ),
+            Message::DiedBeforeReady { exit } => tracing::error!(
+                "dockerd {exit} before it answered on {endpoint}; see {log_path} for why"
+            ),
+            Message::Restarting {
+                exit,
+                up,
+                delay,
+                attempt,
+            } => {
                 tracing::warn!(
-                    "dockerd {exit} after {:.1} s; restarting in {delay:?} (restart {attempt}; its log: {})",
+                    "dockerd {exit} after {:.1} s; restarting in {delay:?} (restart {attempt}; its log: {log_path})",
                     up.as_secs_f64(),
-                    self.spec.log_path.display()
                 );
                 self.sink
                     .borrow_mut()
                     .note(&format!("dockerd {exit}; restarting in {delay:?}"));
             }
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = stop_requested(&mut self.stop) => break State::Stopped,
+            Message::Ready { pid, after } => {
+                let ms = after.as_millis();
+                tracing::info!("dockerd ready after {ms} ms (pid {pid}, {endpoint})");
+                self.sink
+                    .borrow_mut()
+                    .note(&format!("dockerd answers on {endpoint} after {ms} ms"));
             }
-        };
-        self.state.send_replace(final_state);
+            Message::NotAnswering { pid, waited, error } => tracing::warn!(
+                "dockerd (pid {pid}) not answering after {:.0} s: {error}; still waiting",
+                waited.as_secs_f64(),
+            ),
+            Message::Stopping { pid } => tracing::info!("stopping dockerd (pid {pid})"),
+            Message::Killing { pid } => tracing::warn!(
+                "dockerd (pid {pid}) still running {:.1} s after SIGTERM: sending SIGKILL",
+                self.spec.stop_timeout.as_secs_f64()
+            ),
+            Message::StoppedAs { exit } => {
+                tracing::info!("dockerd {exit}");
+                self.sink
+                    .borrow_mut()
+                    .note(&format!("dockerd stopped: {exit}"));
+            }
+            Message::KillIgnored { pid } => {
+                tracing::error!("dockerd (pid {pid}) did not end after SIGKILL")
+            }
+        }
     }
 
     /// Clears what an unclean stop leaves behind, then runs the lead's hook.
@@ -344,65 +476,11 @@ impl Task {
         tracing::info!("dockerd started (pid {pid})");
         Ok(Running::new(child))
     }
+}
 
-    /// Waits for readiness, then for the exit; either may be cut short by a stop request.
-    async fn run_once(&mut self, running: &mut Running, started: Instant) -> RunEnd {
-        let pid = running.pid;
-        let endpoint = self.endpoint.clone();
-        let warn_after = self.spec.ready_warn_after;
-        tokio::select! {
-            biased;
-            exit = running.wait() => {
-                tracing::error!(
-                    "dockerd {exit} before it answered on {endpoint}; see {} for why",
-                    self.spec.log_path.display()
-                );
-                return RunEnd::Exited(exit);
-            }
-            _ = stop_requested(&mut self.stop) => return RunEnd::StopRequested,
-            _ = until_ready(&endpoint, pid, warn_after) => {
-                let ms = started.elapsed().as_millis();
-                tracing::info!("dockerd ready after {ms} ms (pid {pid}, {endpoint})");
-                self.sink.borrow_mut().note(&format!("dockerd answers on {endpoint} after {ms} ms"));
-                self.state.send_replace(State::Ready { pid });
-            }
-        }
-        tokio::select! {
-            exit = running.wait() => RunEnd::Exited(exit),
-            _ = stop_requested(&mut self.stop) => RunEnd::StopRequested,
-        }
-    }
-
-    /// SIGTERM, then SIGKILL after the stop timeout. dockerd stops its
-    /// containers itself on SIGTERM, which is why it gets the time.
-    async fn terminate(&self, running: &mut Running) -> Option<ChildExit> {
-        let pid = running.pid;
-        tracing::info!("stopping dockerd (pid {pid})");
-        running.signal(Signal::SIGTERM).await;
-        let exit = match tokio::time::timeout(self.spec.stop_timeout, running.wait()).await {
-            Ok(exit) => exit,
-            Err(_) => {
-                tracing::warn!(
-                    "dockerd (pid {pid}) still running {:.1} s after SIGTERM: sending SIGKILL",
-                    self.spec.stop_timeout.as_secs_f64()
-                );
-                running.signal(Signal::SIGKILL).await;
-                // SIGKILL cannot be refused; the bound only guards against D-state.
-                match tokio::time::timeout(Duration::from_secs(5), running.wait()).await {
-                    Ok(exit) => exit,
-                    Err(_) => {
-                        tracing::error!("dockerd (pid {pid}) did not end after SIGKILL");
-                        return None;
-                    }
-                }
-            }
-        };
-        tracing::info!("dockerd {exit}");
-        self.sink
-            .borrow_mut()
-            .note(&format!("dockerd stopped: {exit}"));
-        Some(exit)
-    }
+/// A deadline no timer reaches (about 30 years on).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(86400 * 365 * 30)
 }
 
 /// dockerd's `--shutdown-timeout` in `args` (the last one wins); `None`
@@ -413,21 +491,6 @@ fn shutdown_timeout_arg(args: &[String]) -> Option<Duration> {
     match last.parse::<i64>().ok()? {
         s if s < 0 => Some(Duration::MAX),
         s => Some(Duration::from_secs(s as u64)),
-    }
-}
-
-/// Polls `/_ping` until it answers, warning every `warn_after` while it does not.
-async fn until_ready(endpoint: &Endpoint, pid: i32, warn_after: Duration) {
-    let started = Instant::now();
-    loop {
-        match docker_api::wait_ready(endpoint, Instant::now() + warn_after).await {
-            Ok(_) => return,
-            Err(e) => tracing::warn!(
-                "dockerd (pid {pid}) not answering after {:.0} s: {}; still waiting",
-                started.elapsed().as_secs_f64(),
-                e.last
-            ),
-        }
     }
 }
 
