@@ -50,7 +50,7 @@ pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
 /// `ws-init doctor [--json]`: what this container offers and what ws-init
 /// would do; exit 0 when Docker would work (or is disabled).
 pub fn doctor(settings: &Settings, json: bool) -> i32 {
-    let probe = crate::probe::probe_system(settings);
+    let probe = crate::bringup::probe_system(settings);
     let plan = crate::plan::make_plan(&probe, settings);
     let report = crate::doctor::report(&probe, &plan, settings);
     if json {

@@ -30,10 +30,25 @@ pub struct Prepared {
     pub dockerd_allowed: bool,
 }
 
+/// Probe the real system, including the iptables command checks the plan
+/// needs. The plan names the next check as data ([`plan::next_iptables_check`]);
+/// this loop runs it and feeds the result back, so the checks run lazily, in
+/// upstream's order (a check runs `iptables` under a backend, which may load
+/// kernel modules: none runs that the decision does not need), and probe never
+/// calls plan. It runs child processes and waits for them: call it before the
+/// reaper starts.
+pub fn probe_system(settings: &Settings) -> SystemProbe {
+    let mut p = probe::probe_real(settings);
+    while let Some(tool) = plan::next_iptables_check(&p, settings) {
+        p.iptables.check(tool);
+    }
+    p
+}
+
 /// Probe and plan, logging the mode and every warning once.
 pub fn probe_and_plan(settings: &Settings) -> (SystemProbe, Plan) {
     let t = Instant::now();
-    let probe = probe::probe_system(settings);
+    let probe = probe_system(settings);
     for e in &probe.errors {
         warn!("probe: {e}");
     }

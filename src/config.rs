@@ -5,6 +5,8 @@
 //! the process environment. A bad value is refused before anything starts,
 //! with a message naming the variable, the value and what is accepted.
 
+pub mod dockerd_args;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;

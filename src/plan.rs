@@ -332,7 +332,7 @@ pub fn decide_mode(p: &SystemProbe, s: &Settings) -> DockerMode {
     }
 }
 
-/// The next iptables command check the plan needs, if any (drives `probe::probe_iptables_as_needed`).
+/// The next iptables command check the plan needs, if any (`bringup::probe_system` runs it and feeds the result back).
 pub fn next_iptables_check(p: &SystemProbe, s: &Settings) -> Option<IptablesTool> {
     // Rootless dockerd runs iptables in its own fresh network namespace.
     if !matches!(

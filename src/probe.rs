@@ -2,8 +2,8 @@
 //!
 //! Every reader takes a root directory, so tests run the same code on captured
 //! fixture trees (`tests/fixtures/<case>/proc/self/mountinfo`, ...). The real
-//! system is `probe_system`, which is `probe_root("/")` plus the iptables
-//! command checks the plan asks for.
+//! system is `probe_real`, `probe_root("/")`; the iptables command checks run
+//! only as far as the plan asks for them (`bringup::probe_system`).
 
 pub mod binaries;
 pub mod caps;
@@ -220,7 +220,7 @@ fn dockerd_pids(root: &Path) -> Vec<i32> {
 }
 
 /// Probe everything cheap under `root` ("/" for the real system). The iptables
-/// command checks are left `None`; see [`probe_iptables_as_needed`].
+/// command checks are left `None`: `bringup::probe_system` runs those the plan needs.
 pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProbe {
     let mut errors = Vec::new();
     let mut read = |p: &str| match std::fs::read_to_string(root.join(p)) {
@@ -290,10 +290,11 @@ pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProb
         is_mount_point: mounts.is_mount_point(&cdata),
         path: PathBuf::from(CONTAINERD_DATA_ROOT),
     };
-    let config_file = crate::plan::dockerd_args::user_values(&settings.dockerd_args, "config-file")
-        .last()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(daemon_json::DAEMON_JSON));
+    let config_file =
+        crate::config::dockerd_args::user_values(&settings.dockerd_args, "config-file")
+            .last()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(daemon_json::DAEMON_JSON));
 
     SystemProbe {
         root: root.to_path_buf(),
@@ -341,19 +342,10 @@ pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProb
     }
 }
 
-/// Run the iptables command checks, in upstream's order, only as far as the plan needs them.
-pub fn probe_iptables_as_needed(probe: &mut SystemProbe, settings: &Settings) {
-    while let Some(tool) = crate::plan::next_iptables_check(probe, settings) {
-        probe.iptables.check(tool);
-    }
-}
-
-/// Probe the real system, including the iptables checks the plan needs.
-/// It runs child processes and waits for them: call it before the reaper starts.
-pub fn probe_system(settings: &Settings) -> SystemProbe {
-    let mut p = probe_root(Path::new("/"), settings, ProbeEnv::from_process());
-    probe_iptables_as_needed(&mut p, settings);
-    p
+/// Probe the real system without the iptables command checks; bring-up
+/// runs those the plan asks for (see `bringup::probe_system`).
+pub fn probe_real(settings: &Settings) -> SystemProbe {
+    probe_root(Path::new("/"), settings, ProbeEnv::from_process())
 }
 
 #[cfg(test)]
