@@ -344,14 +344,16 @@ pub(crate) fn start_docker(
     match &prepared.plan.mode {
         DockerMode::Remote { host, .. } => {
             let host = host.clone();
-            let tls_verify = settings.docker_tls_verify;
+            // The endpoint config parsed from DOCKER_HOST (with DOCKER_TLS_VERIFY).
+            let endpoint = settings
+                .docker_host
+                .as_ref()
+                .map(|h| h.connectable().cloned());
             tokio::task::spawn_local(async move {
-                let endpoint = match docker_api::Endpoint::from_docker_host_tls(
-                    Some(&host),
-                    tls_verify.then_some("1"),
-                ) {
-                    Ok(e) => e,
-                    Err(e) => return warn!("DOCKER_HOST={host}: {e}"),
+                let endpoint = match endpoint {
+                    Some(Ok(e)) => e,
+                    Some(Err(e)) => return warn!("{e}"),
+                    None => return warn!("DOCKER_HOST={host}: not set"),
                 };
                 match docker_api::check(&endpoint, REMOTE_CHECK_TIMEOUT).await {
                     Ok(reach) => info!("remote engine {endpoint}: {reach}"),

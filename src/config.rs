@@ -5,7 +5,10 @@
 //! the process environment. A bad value is refused before anything starts,
 //! with a message naming the variable, the value and what is accepted.
 
+pub mod docker_host;
 pub mod dockerd_args;
+
+pub use docker_host::DockerHost;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -83,7 +86,7 @@ pub struct Settings {
     /// `WS_DOCKERD_LOG`: dockerd's log file.
     pub dockerd_log: PathBuf,
     /// `DOCKER_HOST`, when set and non-empty.
-    pub docker_host: Option<String>,
+    pub docker_host: Option<DockerHost>,
     /// `DOCKER_TLS_CERTDIR`.
     pub tls: TlsSetting,
     /// `DOCKER_TLS_VERIFY` set and non-empty: a tcp DOCKER_HOST speaks TLS (the docker CLI's meaning).
@@ -341,32 +344,6 @@ impl Settings {
             }
             s.dockerd_log = PathBuf::from(v);
         }
-        if let Some(v) = get("DOCKER_HOST") {
-            let v = v.trim();
-            if !v.is_empty() {
-                const SCHEMES: [&str; 5] = ["unix://", "tcp://", "ssh://", "fd://", "npipe://"];
-                if !SCHEMES.iter().any(|p| v.starts_with(p)) {
-                    return Err(err(
-                        "DOCKER_HOST",
-                        v,
-                        "expected unix:///path, tcp://host:port or ssh://user@host",
-                    ));
-                }
-                // The same parser the readiness check uses later: a bad port
-                // is refused now, not after start.
-                if v.starts_with("unix://") || v.starts_with("tcp://") {
-                    use crate::docker_api::{Endpoint, EndpointError};
-                    match Endpoint::from_docker_host(Some(v)) {
-                        Ok(_) => {}
-                        Err(EndpointError::Invalid(_, why)) => {
-                            return Err(err("DOCKER_HOST", v, why))
-                        }
-                        Err(e) => return Err(err("DOCKER_HOST", v, e.to_string())),
-                    }
-                }
-                s.docker_host = Some(v.to_string());
-            }
-        }
         if let Some(v) = get("DOCKER_TLS_CERTDIR") {
             s.tls = if v.is_empty() {
                 TlsSetting::PlainTcp
@@ -381,6 +358,24 @@ impl Settings {
             };
         }
         s.docker_tls_verify = get("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
+        if let Some(v) = get("DOCKER_HOST") {
+            let v = v.trim();
+            if !v.is_empty() {
+                use docker_host::EndpointError;
+                // The parser every later reader uses: a bad port is refused
+                // now, not after start.
+                s.docker_host = Some(DockerHost::parse(v, s.docker_tls_verify).map_err(
+                    |e| match e {
+                        EndpointError::Invalid(_, why) => err("DOCKER_HOST", v, why),
+                        EndpointError::Unrecognised(_) => err(
+                            "DOCKER_HOST",
+                            v,
+                            "expected unix:///path, tcp://host:port or ssh://user@host",
+                        ),
+                    },
+                )?);
+            }
+        }
         if let Some(v) = get("DOCKER_TLS_SAN") {
             s.tls_san = v.split_whitespace().map(str::to_string).collect();
             if let Some(bad) = s.tls_san.iter().find(|x| {
@@ -573,10 +568,32 @@ mod tests {
             parse(&[("DOCKER_HOST", "tcp://h:2375")])
                 .unwrap()
                 .docker_host
-                .as_deref(),
-            Some("tcp://h:2375")
+                .map(|h| (h.value, h.endpoint)),
+            Some((
+                "tcp://h:2375".to_string(),
+                Some(docker_host::Endpoint::Tcp {
+                    addr: "h:2375".into(),
+                    tls: false
+                })
+            ))
         );
         assert_eq!(parse(&[("DOCKER_HOST", "")]).unwrap().docker_host, None);
+        // Parsed once, DOCKER_TLS_VERIFY included: later readers see TLS.
+        let tls = parse(&[("DOCKER_HOST", "tcp://h"), ("DOCKER_TLS_VERIFY", "1")]).unwrap();
+        assert_eq!(
+            tls.docker_host.unwrap().endpoint,
+            Some(docker_host::Endpoint::Tcp {
+                addr: "h:2376".into(),
+                tls: true
+            })
+        );
+        // Accepted for the docker CLI; nothing ws-init connects to.
+        let fd = parse(&[("DOCKER_HOST", "fd://")])
+            .unwrap()
+            .docker_host
+            .unwrap();
+        assert_eq!(fd.endpoint, None);
+        assert!(fd.connectable().unwrap_err().to_string().contains("fd://"));
         assert!(parse(&[("DOCKER_HOST", "h:2375")]).is_err());
         for bad in ["tcp://h:notaport", "tcp://", "unix://relative.sock"] {
             assert_eq!(

@@ -10,8 +10,8 @@ pub mod iptables;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{Settings, TlsSetting};
-use crate::docker_api::Endpoint;
+use crate::config::docker_host::Endpoint;
+use crate::config::{DockerHost, Settings, TlsSetting};
 use crate::probe::caps::{CAP_NET_ADMIN, CAP_SYS_ADMIN};
 use crate::probe::{CapLevel, CgroupLayout, IptablesTool, SystemProbe, DOCKER_SOCKET};
 
@@ -185,19 +185,14 @@ pub const SUGGEST_SOCKET: &str =
 pub const SUGGEST_REMOTE: &str =
     "use a remote engine: -e DOCKER_HOST=tcp://HOST:2376 with TLS client certificates, or -e DOCKER_HOST=ssh://USER@HOST";
 
-fn remote_kind(host: &str, tls_verify: bool) -> RemoteKind {
-    if host.starts_with("tcp://") {
-        // The readiness client's parser decides TLS (DOCKER_TLS_VERIFY or port 2376).
-        match Endpoint::from_docker_host_tls(Some(host), tls_verify.then_some("1")) {
-            Ok(Endpoint::Tcp { tls: true, .. }) => RemoteKind::TcpTls,
-            _ => RemoteKind::Tcp,
-        }
-    } else if host.starts_with("ssh://") {
-        RemoteKind::Ssh
-    } else if host.starts_with("unix://") {
-        RemoteKind::Unix
-    } else {
-        RemoteKind::Other
+fn remote_kind(host: &DockerHost) -> RemoteKind {
+    match &host.endpoint {
+        // TLS as the readiness client sees it (DOCKER_TLS_VERIFY or port 2376).
+        Some(Endpoint::Tcp { tls: true, .. }) => RemoteKind::TcpTls,
+        Some(Endpoint::Tcp { tls: false, .. }) => RemoteKind::Tcp,
+        Some(Endpoint::Ssh(_)) => RemoteKind::Ssh,
+        Some(Endpoint::Unix(_)) => RemoteKind::Unix,
+        None => RemoteKind::Other,
     }
 }
 
@@ -264,10 +259,10 @@ pub fn decide_mode(p: &SystemProbe, s: &Settings) -> DockerMode {
         return DockerMode::Disabled;
     }
     if let Some(host) = &s.docker_host {
-        match host.strip_prefix("unix://") {
+        match &host.endpoint {
             // Our own socket path: the same as no DOCKER_HOST.
-            Some(path) if Path::new(path) == Path::new(DOCKER_SOCKET) => {}
-            Some(_) => {
+            Some(Endpoint::Unix(path)) if path == Path::new(DOCKER_SOCKET) => {}
+            Some(Endpoint::Unix(_)) => {
                 if let Some(sock) = p.docker_host_socket.as_ref().filter(|s| s.is_socket) {
                     return DockerMode::HostSocket {
                         path: sock.path.clone(),
@@ -277,14 +272,14 @@ pub fn decide_mode(p: &SystemProbe, s: &Settings) -> DockerMode {
                     };
                 }
                 return DockerMode::Remote {
-                    host: host.clone(),
+                    host: host.value.clone(),
                     kind: RemoteKind::Unix,
                 };
             }
-            None => {
+            _ => {
                 return DockerMode::Remote {
-                    host: host.clone(),
-                    kind: remote_kind(host, s.docker_tls_verify),
+                    host: host.value.clone(),
+                    kind: remote_kind(host),
                 }
             }
         }

@@ -264,9 +264,11 @@ pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProb
     let docker_socket = socket::probe_socket(root, Path::new(DOCKER_SOCKET), &mounts);
     let docker_host_socket = settings
         .docker_host
-        .as_deref()
-        .and_then(|h| h.strip_prefix("unix://"))
-        .map(Path::new)
+        .as_ref()
+        .and_then(|h| match &h.endpoint {
+            Some(crate::config::docker_host::Endpoint::Unix(p)) => Some(p.as_path()),
+            _ => None,
+        })
         .filter(|p| p.is_absolute() && *p != Path::new(DOCKER_SOCKET))
         .map(|p| socket::probe_socket(root, p, &mounts));
 
@@ -310,7 +312,7 @@ pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProb
         sysboxfs_mounts: mounts.sysboxfs_mounts(),
         docker_socket,
         docker_host_socket,
-        docker_host: settings.docker_host.clone(),
+        docker_host: settings.docker_host.as_ref().map(|h| h.value.clone()),
         net: net::probe_net(root),
         resolv_conf,
         docker_storage,

@@ -379,7 +379,7 @@ fn docker_host_kinds() {
     let p = probe("docker-plain", &enabled());
     let mode = |host: &str, tls: bool| {
         let s = Settings {
-            docker_host: Some(host.into()),
+            docker_host: Some(DockerHost::parse(host, tls).unwrap()),
             docker_tls_verify: tls,
             ..enabled()
         };
@@ -403,7 +403,7 @@ fn docker_host_kinds() {
         DockerMode::Impossible { .. }
     ));
     let s = Settings {
-        docker_host: Some("unix:///run/other.sock".into()),
+        docker_host: Some(DockerHost::parse("unix:///run/other.sock", false).unwrap()),
         ..enabled()
     };
     let plan = make_plan(&p, &s);
@@ -417,7 +417,7 @@ fn unix_docker_host_pointing_at_a_socket_is_host_socket_mode() {
     std::fs::create_dir_all(t.path().join("run/host")).unwrap();
     let _l = UnixListener::bind(t.path().join("run/host/docker.sock")).unwrap();
     let s = Settings {
-        docker_host: Some("unix:///run/host/docker.sock".into()),
+        docker_host: Some(DockerHost::parse("unix:///run/host/docker.sock", false).unwrap()),
         ..enabled()
     };
     let p = probe_root(t.path(), &s, env());
