@@ -125,18 +125,6 @@ pub fn resolve_run_as(settings: &Settings) -> Result<Option<RunAs>, String> {
     }))
 }
 
-/// The name of the user the main command will run as, for group membership.
-pub(crate) fn workspace_user_name(settings: &Settings) -> Option<String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let passwd = user::PasswdFile::parse(&passwd);
-    let name = user::effective_user_name(settings.user.as_deref(), &passwd);
-    // A numeric WS_USER names the passwd entry with that uid, if any.
-    let entry = passwd
-        .by_name(name)
-        .or_else(|| name.parse().ok().and_then(|uid| passwd.by_uid(uid)));
-    entry.map(|e| e.name)
-}
-
 /// Deadlines of the ordered shutdown, all within `stop_timeout` of its start
 /// (the split is `stop_budget::split`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,11 +177,7 @@ async fn workspace(args: Vec<OsString>, settings: Settings) -> i32 {
 
     let prepared = if settings.docker_enable_client {
         let (probe, plan) = bringup::probe_and_plan(&settings);
-        Some(bringup::apply(
-            probe,
-            plan,
-            workspace_user_name(&settings).as_deref(),
-        ))
+        Some(bringup::apply(probe, plan))
     } else {
         None
     };

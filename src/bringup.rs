@@ -2,7 +2,6 @@
 //! decisions live in `plan`; this module only carries them out, in order,
 //! and reports what happened with the time each phase took.
 
-use std::net::IpAddr;
 use std::path::Path;
 use std::time::Instant;
 
@@ -111,12 +110,12 @@ pub fn probe_and_plan(settings: &Settings) -> (SystemProbe, Plan) {
 /// Applies every planned step. A failing optional step is a warning; a
 /// failing required one is an error that keeps dockerd from starting but
 /// never stops the workspace.
-pub fn apply(probe: SystemProbe, plan: Plan, user_name: Option<&str>) -> Prepared {
+pub fn apply(probe: SystemProbe, plan: Plan) -> Prepared {
     let t = Instant::now();
     let mut dockerd_allowed = true;
     for planned in &plan.steps {
         let started = Instant::now();
-        match apply_step(&planned.step, user_name) {
+        match apply_step(&planned.step) {
             Ok(done) => {
                 tracing::debug!(
                     step = step_name(&planned.step),
@@ -145,13 +144,8 @@ fn report_failure(planned: &PlannedStep, msg: &str, dockerd_allowed: &mut bool) 
         warn!(step = name, "{msg} (continuing: {})", planned.why);
     } else {
         error!(step = name, "{msg}");
-        if matches!(
-            planned.step,
-            Step::EnsureDockerGroup { .. } | Step::AddUserToSocketGroup { .. }
-        ) {
-            // Group trouble costs the user access to the socket, not the daemon.
-            return;
-        }
+    }
+    if planned.blocks_dockerd {
         *dockerd_allowed = false;
     }
 }
@@ -174,7 +168,7 @@ pub fn step_name(step: &Step) -> &'static str {
 }
 
 /// Carries out one step; `Ok` describes what was done.
-fn apply_step(step: &Step, user_name: Option<&str>) -> Result<String, String> {
+fn apply_step(step: &Step) -> Result<String, String> {
     match step {
         Step::RemoveStalePidFiles { files } => {
             let removed =
@@ -234,12 +228,17 @@ fn apply_step(step: &Step, user_name: Option<&str>) -> Result<String, String> {
             prepare::set_iptables_alternatives(set).map_err(|e| e.to_string())?;
             Ok(format!("alternatives set: {set:?}"))
         }
-        Step::GenerateTls { dir, extra_sans } => {
+        Step::GenerateTls {
+            dir,
+            extra_sans,
+            hostname,
+            ips,
+        } => {
             let t = Instant::now();
             let req = tls::TlsRequest {
                 dir: dir.clone(),
-                hostname: hostname(),
-                ips: interface_ips(),
+                hostname: hostname.clone(),
+                ips: ips.clone(),
                 extra_sans: extra_sans.clone(),
             };
             let outcome = tls::ensure_certificates(&req, time::OffsetDateTime::now_utc())
@@ -253,11 +252,11 @@ fn apply_step(step: &Step, user_name: Option<&str>) -> Result<String, String> {
             );
             Ok(format!("{outcome:?}"))
         }
-        Step::EnsureDockerGroup { gid } => {
+        Step::EnsureDockerGroup { gid, member } => {
             let change =
                 user::update_groups(Path::new(GROUP_FILE), Path::new(GSHADOW_FILE), |db| {
                     let change = db.ensure_group_gid("docker", *gid)?;
-                    if let Some(name) = user_name.filter(|n| *n != "root") {
+                    if let Some(name) = member {
                         db.ensure_member("docker", name)?;
                     }
                     Ok(change)
@@ -265,10 +264,10 @@ fn apply_step(step: &Step, user_name: Option<&str>) -> Result<String, String> {
                 .map_err(|e| e.to_string())?;
             Ok(format!("group docker gid {gid}: {change:?}"))
         }
-        Step::AddUserToSocketGroup { gid } => {
+        Step::AddUserToSocketGroup { gid, member } => {
             let group = user::update_groups(Path::new(GROUP_FILE), Path::new(GSHADOW_FILE), |db| {
                 let group = db.ensure_group_for_gid(*gid, HOST_SOCKET_GROUP)?;
-                if let Some(name) = user_name.filter(|n| *n != "root") {
+                if let Some(name) = member {
                     db.ensure_member(&group, name)?;
                 }
                 Ok(group)
@@ -291,37 +290,4 @@ pub fn remove_stale_pid_files() -> Result<Vec<std::path::PathBuf>, String> {
         .map(|f| f.path)
         .collect();
     prepare::remove_pid_files(&RealSyscalls, &stale).map_err(|e| e.to_string())
-}
-
-/// `/etc/hostname`, else the kernel's.
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| {
-            nix::unistd::gethostname()
-                .ok()
-                .map(|h| h.to_string_lossy().into_owned())
-        })
-        .unwrap_or_else(|| "localhost".into())
-}
-
-/// Every address of every interface, loopback included (upstream's SAN list).
-fn interface_ips() -> Vec<IpAddr> {
-    let mut ips: Vec<IpAddr> = nix::ifaddrs::getifaddrs()
-        .map(|addrs| {
-            addrs
-                .filter_map(|a| a.address)
-                .filter_map(|s| {
-                    s.as_sockaddr_in()
-                        .map(|v4| IpAddr::V4(v4.ip()))
-                        .or_else(|| s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    ips.sort();
-    ips.dedup();
-    ips
 }

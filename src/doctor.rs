@@ -264,10 +264,10 @@ fn step_text(s: &Step) -> String {
                 .join(", ")
         ),
         Step::GenerateTls { dir, .. } => format!("generate TLS certificates in {}", dir.display()),
-        Step::EnsureDockerGroup { gid } => {
+        Step::EnsureDockerGroup { gid, .. } => {
             format!("ensure group docker (gid {gid}) with the workspace user")
         }
-        Step::AddUserToSocketGroup { gid } => {
+        Step::AddUserToSocketGroup { gid, .. } => {
             format!("add the workspace user to the socket's group {gid}")
         }
         Step::Rootless { action } => action.text(),

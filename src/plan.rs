@@ -117,11 +117,15 @@ pub enum Step {
     GenerateTls {
         dir: PathBuf,
         extra_sans: Vec<String>,
+        /// The server certificate's names: the host name and every interface address.
+        hostname: String,
+        ips: Vec<std::net::IpAddr>,
     },
-    /// A `docker` group with this gid exists and has the workspace user.
-    EnsureDockerGroup { gid: u32 },
-    /// The host socket's group (by gid) exists and has the workspace user.
-    AddUserToSocketGroup { gid: u32 },
+    /// A `docker` group with this gid exists and has `member` (the workspace
+    /// user; `None` for root, who needs no group).
+    EnsureDockerGroup { gid: u32, member: Option<String> },
+    /// The host socket's group (by gid) exists and has `member`.
+    AddUserToSocketGroup { gid: u32, member: Option<String> },
     /// Rootless mode's preparation (`rootless::plan`).
     Rootless {
         #[serde(flatten)]
@@ -135,6 +139,9 @@ pub struct PlannedStep {
     pub step: Step,
     /// A failure is logged as a warning and startup continues.
     pub optional: bool,
+    /// A failure keeps dockerd from starting (never for an optional step;
+    /// group trouble costs the user access to the socket, not the daemon).
+    pub blocks_dockerd: bool,
     pub why: String,
 }
 
@@ -522,8 +529,24 @@ fn step(step: Step, optional: bool, why: impl Into<String>) -> PlannedStep {
     PlannedStep {
         step,
         optional,
+        blocks_dockerd: !optional,
         why: why.into(),
     }
+}
+
+/// A required group step: its failure is an error, but dockerd still starts.
+fn group_step(step: Step, why: impl Into<String>) -> PlannedStep {
+    PlannedStep {
+        step,
+        optional: false,
+        blocks_dockerd: false,
+        why: why.into(),
+    }
+}
+
+/// Who joins the docker (or host socket) group: the workspace user, not root.
+fn group_member(p: &SystemProbe) -> Option<String> {
+    p.workspace_user.clone().filter(|n| n != "root")
 }
 
 fn inner_daemon_steps(
@@ -628,14 +651,18 @@ fn inner_daemon_steps(
             Step::GenerateTls {
                 dir: dir.clone(),
                 extra_sans: s.tls_san.clone(),
+                hostname: p.hostname.clone(),
+                ips: p.interface_ips.clone(),
             },
             false,
             "DOCKER_TLS_CERTDIR is set: dockerd listens on tcp 2376 with TLS",
         ));
     }
-    steps.push(step(
-        Step::EnsureDockerGroup { gid: s.docker_gid },
-        false,
+    steps.push(group_step(
+        Step::EnsureDockerGroup {
+            gid: s.docker_gid,
+            member: group_member(p),
+        },
         "the socket is root:docker 0660 and the workspace user is in docker",
     ));
     steps
@@ -808,9 +835,11 @@ fn host_socket_plan(
         return (steps, w);
     }
     if p.is_root() {
-        steps.push(step(
-            Step::AddUserToSocketGroup { gid },
-            false,
+        steps.push(group_step(
+            Step::AddUserToSocketGroup {
+                gid,
+                member: group_member(p),
+            },
             format!(
                 "the socket is group {gid} with mode {mode:o}: the workspace user joins that group"
             ),

@@ -131,6 +131,13 @@ pub struct SystemProbe {
     pub pid1_euid: Option<u32>,
     /// What rootless mode needs; probed only with `WS_DOCKER_ROOTLESS` on.
     pub rootless: Option<crate::rootless::probe::RootlessProbe>,
+    /// The passwd name of the user the main command runs as (`WS_USER` or
+    /// the default rule), when it has an entry: it joins the docker group.
+    pub workspace_user: Option<String>,
+    /// `/etc/hostname`, else the kernel's: the TLS server certificate names it.
+    pub hostname: String,
+    /// Every address of every interface, loopback included (upstream's SAN list).
+    pub interface_ips: Vec<std::net::IpAddr>,
     /// Inputs that could not be read or parsed (shown by doctor).
     pub errors: Vec<String>,
 }
@@ -335,6 +342,13 @@ pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProb
         pid1_euid: std::fs::read_to_string(root.join("proc/1/status"))
             .ok()
             .and_then(|t| caps::parse_status(&t).uid.map(|u| u[1])),
+        workspace_user: crate::user::db::PasswdFile::parse(
+            &std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default(),
+        )
+        .workspace_user(settings.user.as_deref())
+        .map(|e| e.name),
+        hostname: net::hostname(root),
+        interface_ips: net::interface_ips(),
         rootless: settings
             .docker_rootless
             .then(|| crate::rootless::probe::probe_rootless(root, settings, &env.path)),

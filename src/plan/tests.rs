@@ -134,7 +134,11 @@ fn near_privileged_on_hybrid_v1_remounts_cgroups_and_makes_root_shared() {
         "root is master:2, not shared"
     );
     assert!(st.contains(&&Step::MountSecurityfs));
-    assert!(st.contains(&&Step::EnsureDockerGroup { gid: 999 }));
+    // The fixture has no /etc/passwd: nobody to add.
+    assert!(st.contains(&&Step::EnsureDockerGroup {
+        gid: 999,
+        member: None
+    }));
     assert!(!st
         .iter()
         .any(|s| matches!(s, Step::CgroupV2Evacuate { .. })));
@@ -278,7 +282,13 @@ fn mounted_host_socket_gets_its_group_even_when_it_does_not_answer() {
     p105.docker_socket.gid = Some(105);
     p105.docker_socket.mode = Some(0o660);
     let plan = make_plan(&p105, &s);
-    assert_eq!(steps(&plan), [&Step::AddUserToSocketGroup { gid: 105 }]);
+    assert_eq!(
+        steps(&plan),
+        [&Step::AddUserToSocketGroup {
+            gid: 105,
+            member: None
+        }]
+    );
     let _ = gid;
 }
 
@@ -485,6 +495,9 @@ fn dockerd_command_line() {
         dockerd_args: vec!["--debug".into(), "--shutdown-timeout".into(), "30".into()],
         ..enabled()
     };
+    let mut p = p;
+    p.hostname = "ws".into();
+    p.interface_ips = vec!["127.0.0.1".parse().unwrap(), "10.0.0.5".parse().unwrap()];
     let plan = make_plan(&p, &tls);
     let d = plan.dockerd.as_ref().unwrap();
     assert_eq!(
@@ -505,7 +518,9 @@ fn dockerd_command_line() {
     assert_eq!(d.tls_dir.as_deref(), Some(Path::new("/certs")));
     assert!(steps(&plan).contains(&&Step::GenerateTls {
         dir: "/certs".into(),
-        extra_sans: vec!["DNS:ws.example".into()]
+        extra_sans: vec!["DNS:ws.example".into()],
+        hostname: "ws".into(),
+        ips: vec!["127.0.0.1".parse().unwrap(), "10.0.0.5".parse().unwrap()],
     }));
 
     let plain = Settings {
@@ -957,4 +972,43 @@ fn legacy_backend_moves_the_users_iptables_to_legacy_too() {
     assert!(!steps(&plan)
         .iter()
         .any(|s| matches!(s, Step::SetIptablesAlternatives { .. })));
+}
+
+#[test]
+fn the_plan_names_the_group_member_and_the_failure_policy() {
+    let s = enabled();
+    let mut p = probe("docker-near-privileged", &s);
+    let group = |p: &SystemProbe| {
+        make_plan(p, &s)
+            .steps
+            .into_iter()
+            .find(|st| matches!(st.step, Step::EnsureDockerGroup { .. }))
+            .unwrap()
+    };
+    p.workspace_user = Some("workspace".into());
+    let g = group(&p);
+    assert_eq!(
+        g.step,
+        Step::EnsureDockerGroup {
+            gid: 999,
+            member: Some("workspace".into())
+        }
+    );
+    // Required, yet group trouble costs socket access, not the daemon.
+    assert!(!g.optional && !g.blocks_dockerd);
+    p.workspace_user = Some("root".into());
+    assert_eq!(
+        group(&p).step,
+        Step::EnsureDockerGroup {
+            gid: 999,
+            member: None
+        }
+    );
+    for st in make_plan(&p, &s).steps {
+        if st.optional {
+            assert!(!st.blocks_dockerd, "{st:?}");
+        } else if !matches!(st.step, Step::EnsureDockerGroup { .. }) {
+            assert!(st.blocks_dockerd, "{st:?}");
+        }
+    }
 }

@@ -90,8 +90,7 @@ pub fn probe_rootless(root: &Path, settings: &Settings, path_env: &str) -> Rootl
         PasswdFile::parse(&std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default());
     let user_name = crate::user::effective_user_name(settings.user.as_deref(), &passwd).to_string();
     let user = passwd
-        .by_name(&user_name)
-        .or_else(|| user_name.parse().ok().and_then(|uid| passwd.by_uid(uid)))
+        .workspace_user(settings.user.as_deref())
         .map(|e| RootlessUser {
             name: e.name,
             uid: e.uid,
