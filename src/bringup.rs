@@ -41,6 +41,9 @@ pub fn probe_system(settings: &Settings) -> SystemProbe {
     while let Some(tool) = plan::next_iptables_check(&p, settings) {
         p.iptables.check(tool);
     }
+    if plan::wants_iptables_legacy_version(&p, settings) {
+        p.iptables.probe_legacy_version();
+    }
     p
 }
 
@@ -215,12 +218,13 @@ fn apply_step(step: &Step) -> Result<String, String> {
         Step::MakeRootRshared => prepare::make_root_rshared(&RealSyscalls)
             .map(|()| "/ is rshared".to_string())
             .map_err(|e| e.to_string()),
-        Step::IptablesLegacyLinks { dir } => {
+        Step::IptablesLegacyLinks { dir, version } => {
             let sbin = [Path::new("/usr/sbin"), Path::new("/sbin")];
             prepare::iptables_legacy_links(dir, &sbin).map_err(|e| e.to_string())?;
-            match prepare::iptables_version(&dir.join("iptables")) {
-                Ok(v) => info!("iptables: {v}"),
-                Err(e) => warn!("iptables --version failed: {e}"),
+            match version {
+                Some(Ok(v)) => info!("iptables: {v}"),
+                Some(Err(e)) => warn!("iptables --version failed: {e}"),
+                None => {}
             }
             Ok(format!("links in {}", dir.display()))
         }

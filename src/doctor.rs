@@ -252,7 +252,7 @@ fn step_text(s: &Step) -> String {
             )
         }
         Step::MakeRootRshared => "mount --make-rshared /".into(),
-        Step::IptablesLegacyLinks { dir } => format!(
+        Step::IptablesLegacyLinks { dir, .. } => format!(
             "put iptables-legacy links in {} first on PATH",
             dir.display()
         ),

@@ -109,7 +109,11 @@ pub enum Step {
     /// `mount --make-rshared /`.
     MakeRootRshared,
     /// Create `dir` with `iptables*` → `*-legacy` links; dockerd gets it first on PATH.
-    IptablesLegacyLinks { dir: PathBuf },
+    IptablesLegacyLinks {
+        dir: PathBuf,
+        /// `iptables-legacy --version` as probed, for the log (`None`: not probed).
+        version: Option<Result<String, String>>,
+    },
     /// `update-alternatives --set NAME PATH` for each pair, so the workspace's
     /// own `iptables` shows the rules dockerd makes.
     SetIptablesAlternatives { set: Vec<(String, PathBuf)> },
@@ -351,6 +355,17 @@ pub fn next_iptables_check(p: &SystemProbe, s: &Settings) -> Option<IptablesTool
             Ip6Choice::Decided(_) => None,
         },
     }
+}
+
+/// dockerd gets the legacy iptables backend and its version is not probed
+/// yet: `bringup::probe_system` then probes it, for the log.
+pub fn wants_iptables_legacy_version(p: &SystemProbe, s: &Settings) -> bool {
+    p.iptables.legacy_version.is_none()
+        && matches!(
+            decide_mode(p, s),
+            DockerMode::Sysbox | DockerMode::InnerDaemon { .. }
+        )
+        && iptables_decision(p, s).is_some_and(|d| d.backend == IptablesBackend::Legacy)
 }
 
 fn ip6tables_decision(
@@ -624,6 +639,7 @@ fn inner_daemon_steps(
         steps.push(step(
             Step::IptablesLegacyLinks {
                 dir: PathBuf::from(LEGACY_LINK_DIR),
+                version: p.iptables.legacy_version.clone(),
             },
             false,
             "dockerd must use the same iptables backend as the rules already in the kernel",

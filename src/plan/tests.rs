@@ -445,13 +445,18 @@ fn iptables_checks_are_requested_lazily_and_feed_the_plan() {
     assert_eq!(next_iptables_check(&p, &s), Some(IptablesTool::Legacy));
     p.iptables.legacy_works = Some(true);
     assert_eq!(next_iptables_check(&p, &s), None);
+    // Legacy chosen: its version is probed once, for the log, and carried by the step.
+    assert!(wants_iptables_legacy_version(&p, &s));
+    p.iptables.legacy_version = Some(Ok("iptables v1.8.9 (legacy)".into()));
+    assert!(!wants_iptables_legacy_version(&p, &s));
     let plan = make_plan(&p, &s);
     assert_eq!(
         plan.iptables.as_ref().unwrap().backend,
         IptablesBackend::Legacy
     );
     assert!(steps(&plan).contains(&&Step::IptablesLegacyLinks {
-        dir: LEGACY_LINK_DIR.into()
+        dir: LEGACY_LINK_DIR.into(),
+        version: Some(Ok("iptables v1.8.9 (legacy)".into())),
     }));
     let d = plan.dockerd.unwrap();
     assert!(d.iptables_legacy);
@@ -467,6 +472,7 @@ fn iptables_checks_are_requested_lazily_and_feed_the_plan() {
     };
     let p = probe("docker-near-privileged", &s2);
     assert_eq!(next_iptables_check(&p, &s2), None);
+    assert!(!wants_iptables_legacy_version(&p, &s2));
     assert!(make_plan(&p, &s2).iptables.is_none());
 }
 
