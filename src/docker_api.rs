@@ -307,7 +307,7 @@ pub async fn wait_docker(settings: &Settings, timeout: Duration) -> Result<WaitO
         return Ok(WaitOutcome::Disabled);
     }
     let endpoint = match (
-        crate::rootless::client_socket(settings),
+        crate::rootless::client::client_socket(settings),
         &settings.docker_host,
     ) {
         (Some(socket), _) => Endpoint::Unix(socket),
