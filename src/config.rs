@@ -9,6 +9,7 @@ pub mod docker_host;
 pub mod dockerd_args;
 
 pub use docker_host::DockerHost;
+pub use dockerd_args::DockerdArgs;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -74,7 +75,7 @@ pub struct Settings {
     /// `WS_DOCKER_WAIT`: start the main command only once Docker answers.
     pub docker_wait: bool,
     /// `WS_DOCKERD_ARGS`: extra dockerd flags, split like a shell would (quotes honoured).
-    pub dockerd_args: Vec<String>,
+    pub dockerd_args: DockerdArgs,
     /// `WS_STOP_TIMEOUT`: seconds the whole shutdown may take before SIGKILL.
     pub stop_timeout: Duration,
     /// `WS_LOG_LEVEL`.
@@ -106,7 +107,7 @@ impl Default for Settings {
             user: None,
             docker_gid: DEFAULT_DOCKER_GID,
             docker_wait: false,
-            dockerd_args: Vec::new(),
+            dockerd_args: DockerdArgs::default(),
             stop_timeout: DEFAULT_STOP_TIMEOUT,
             log_level: LogLevel::Info,
             log_level_set: false,
@@ -315,16 +316,17 @@ impl Settings {
             s.docker_wait = parse_bool("WS_DOCKER_WAIT", v)?;
         }
         if let Some(v) = get("WS_DOCKERD_ARGS") {
-            s.dockerd_args = split_words("WS_DOCKERD_ARGS", v)?;
+            let words = split_words("WS_DOCKERD_ARGS", v)?;
             // Values may follow a flag, but the list must start with one:
             // `dockerd --debug` here would pass "dockerd" as a stray argument.
-            if s.dockerd_args.first().is_some_and(|a| !a.starts_with('-')) {
+            if words.first().is_some_and(|a| !a.starts_with('-')) {
                 return Err(err(
                     "WS_DOCKERD_ARGS",
                     v,
                     "expected dockerd flags only (starting with -), for example \"--debug --mtu 1400\"",
                 ));
             }
+            s.dockerd_args = words.into();
         }
         if let Some(v) = get("WS_STOP_TIMEOUT") {
             s.stop_timeout = parse_seconds("WS_STOP_TIMEOUT", v)?;
@@ -522,7 +524,7 @@ mod tests {
         )])
         .unwrap();
         assert_eq!(
-            s.dockerd_args,
+            s.dockerd_args.words(),
             ["--debug", "--label", "a b", "--label=c d", "--x=e f"]
         );
         assert!(parse(&[("WS_DOCKERD_ARGS", "--label 'open")]).is_err());
@@ -530,6 +532,7 @@ mod tests {
         assert!(parse(&[("WS_DOCKERD_ARGS", "")])
             .unwrap()
             .dockerd_args
+            .words()
             .is_empty());
     }
 

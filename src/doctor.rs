@@ -592,7 +592,7 @@ mod tests {
         assert_eq!(v["inner_dns"]["forwarder"]["listen"], "172.18.0.3:53");
         // The user's --dns wins, and doctor says so.
         let s = Settings {
-            dockerd_args: vec!["--dns=192.0.2.53".into()],
+            dockerd_args: vec!["--dns=192.0.2.53".into()].into(),
             ..enabled()
         };
         let text = render_text(&report(&p, &make_plan(&p, &s), &s));

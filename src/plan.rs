@@ -344,13 +344,13 @@ pub fn next_iptables_check(p: &SystemProbe, s: &Settings) -> Option<IptablesTool
     if !matches!(
         decide_mode(p, s),
         DockerMode::Sysbox | DockerMode::InnerDaemon { .. }
-    ) || dockerd_args::user_disabled_iptables(&s.dockerd_args)
+    ) || s.dockerd_args.disabled_iptables()
     {
         return None;
     }
     match choose_iptables(s.iptables_legacy, &p.iptables) {
         IptablesChoice::NeedCheck(t) => Some(t),
-        IptablesChoice::Decided(d) => match choose_ip6tables(p, &s.dockerd_args, Some(&d)) {
+        IptablesChoice::Decided(d) => match choose_ip6tables(p, s.dockerd_args.words(), Some(&d)) {
             Ip6Choice::NeedCheck(t) => Some(t),
             Ip6Choice::Decided(_) => None,
         },
@@ -373,7 +373,7 @@ fn ip6tables_decision(
     s: &Settings,
     ipv4: Option<&IptablesDecision>,
 ) -> Ip6tablesDecision {
-    match choose_ip6tables(p, &s.dockerd_args, ipv4) {
+    match choose_ip6tables(p, s.dockerd_args.words(), ipv4) {
         Ip6Choice::Decided(d) => d,
         Ip6Choice::NeedCheck(t) => Ip6tablesDecision {
             disable: false,
@@ -386,7 +386,8 @@ fn ip6tables_decision(
 /// The MTU new inner networks get: the user's `--mtu`, else daemon.json's,
 /// else the default route's when it is below 1500.
 fn network_mtu(p: &SystemProbe, s: &Settings) -> Option<u32> {
-    dockerd_args::user_values(&s.dockerd_args, "mtu")
+    s.dockerd_args
+        .values("mtu")
         .last()
         .and_then(|v| v.parse().ok())
         .or(p.daemon_json.mtu)
@@ -398,7 +399,7 @@ fn network_mtu(p: &SystemProbe, s: &Settings) -> Option<u32> {
 pub const DEFAULT_NETWORK_OPT_SINCE: (u32, u32) = (24, 0);
 
 fn iptables_decision(p: &SystemProbe, s: &Settings) -> Option<IptablesDecision> {
-    if dockerd_args::user_disabled_iptables(&s.dockerd_args) {
+    if s.dockerd_args.disabled_iptables() {
         return None;
     }
     Some(match choose_iptables(s.iptables_legacy, &p.iptables) {
@@ -423,7 +424,7 @@ pub fn shutdown_timeout_secs(stop_timeout: Duration) -> u64 {
 /// replaces our `--host` (then its first unix socket, if it has one).
 fn dockerd_socket(p: &SystemProbe, s: &Settings) -> PathBuf {
     let ours_dropped = p.daemon_json.sets("hosts");
-    let user = dockerd_args::user_values(&s.dockerd_args, "host");
+    let user = s.dockerd_args.values("host");
     let unix = |h: &&str| h.strip_prefix("unix://").map(PathBuf::from);
     if ours_dropped {
         let file: Vec<&str> = p.daemon_json.hosts.iter().map(String::as_str).collect();
@@ -440,7 +441,7 @@ pub fn dns_plan(p: &SystemProbe, s: &Settings) -> dns::DnsPlan {
         resolv: p.resolv_conf.as_ref(),
         addrs: &p.net.ipv4_addrs,
         default_route_interface: p.net.default_route_interface.as_deref(),
-        user_args: &s.dockerd_args,
+        user_args: s.dockerd_args.words(),
         daemon_json: &p.daemon_json,
     })
 }
@@ -519,7 +520,7 @@ pub fn dockerd_plan(
             shutdown_timeout_secs(s.stop_timeout)
         ),
     ));
-    let args = dockerd_args::merge(ours, &s.dockerd_args, &p.daemon_json.keys);
+    let args = dockerd_args::merge(ours, s.dockerd_args.words(), &p.daemon_json.keys);
     let path = if iptables_legacy {
         format!("{LEGACY_LINK_DIR}:{}", p.env.path)
     } else {
@@ -570,7 +571,7 @@ fn inner_daemon_steps(
     sysbox: bool,
     legacy: bool,
 ) -> Vec<PlannedStep> {
-    let ipt_on = !dockerd_args::user_disabled_iptables(&s.dockerd_args);
+    let ipt_on = !s.dockerd_args.disabled_iptables();
     let mut steps = Vec::new();
     let stale: Vec<PathBuf> = p
         .pid_files
@@ -713,7 +714,7 @@ fn daemon_json_warnings(p: &SystemProbe, s: &Settings, socket: &Path) -> Vec<War
             .iter()
             .find(|(_, k)| k == key)
             .map_or(key.as_str(), |(f, _)| f);
-        if dockerd_args::user_gave(&s.dockerd_args, flag) {
+        if s.dockerd_args.gave(flag) {
             w.push(warn(
                 format!("WS_DOCKERD_ARGS gives --{flag} and {file} sets \"{key}\": dockerd refuses to start when a setting comes from both"),
                 format!("keep only one: drop --{flag} from WS_DOCKERD_ARGS or \"{key}\" from {file}"),
@@ -725,7 +726,7 @@ fn daemon_json_warnings(p: &SystemProbe, s: &Settings, socket: &Path) -> Vec<War
         .hosts
         .iter()
         .map(String::as_str)
-        .chain(dockerd_args::user_values(&s.dockerd_args, "host"))
+        .chain(s.dockerd_args.values("host"))
         .any(|h| h == ours);
     if dj.sets("hosts") && !listens_on_ours {
         let message = if socket == Path::new(DOCKER_SOCKET) {
@@ -802,8 +803,7 @@ fn inner_daemon_warnings(
             "run with --runtime=sysbox-runc, or on a rootful engine with --privileged".to_string(),
         ));
     }
-    if let (TlsSetting::PlainTcp, false) = (&s.tls, dockerd_args::user_gave(&s.dockerd_args, "tls"))
-    {
+    if let (TlsSetting::PlainTcp, false) = (&s.tls, s.dockerd_args.gave("tls")) {
         w.push(warn(
             "DOCKER_TLS_CERTDIR is set but empty: dockerd listens on tcp 2375 without authentication",
             "set DOCKER_TLS_CERTDIR=/certs for TLS, or unset it for the unix socket only".to_string(),

@@ -299,11 +299,12 @@ pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProb
         is_mount_point: mounts.is_mount_point(&cdata),
         path: PathBuf::from(CONTAINERD_DATA_ROOT),
     };
-    let config_file =
-        crate::config::dockerd_args::user_values(&settings.dockerd_args, "config-file")
-            .last()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(daemon_json::DAEMON_JSON));
+    let config_file = settings
+        .dockerd_args
+        .values("config-file")
+        .last()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(daemon_json::DAEMON_JSON));
 
     SystemProbe {
         root: root.to_path_buf(),

@@ -2,6 +2,41 @@
 //! Lower layers (probe: `--config-file`) and plan both ask; the answer lives
 //! here, with the variable, so neither has to import the other.
 
+/// `WS_DOCKERD_ARGS`, split into words once at start (quotes honoured):
+/// appended to dockerd's command line as given, and asked which flags the
+/// user set.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(transparent)]
+pub struct DockerdArgs(Vec<String>);
+
+impl DockerdArgs {
+    /// The words, in order.
+    pub fn words(&self) -> &[String] {
+        &self.0
+    }
+
+    /// Did the user pass `--name` (in any spelling)?
+    pub fn gave(&self, name: &str) -> bool {
+        user_gave(&self.0, name)
+    }
+
+    /// Every value the user gave for `--name`.
+    pub fn values(&self, name: &str) -> Vec<&str> {
+        user_values(&self.0, name)
+    }
+
+    /// `--iptables=false` (or `--iptables false`).
+    pub fn disabled_iptables(&self) -> bool {
+        user_disabled_iptables(&self.0)
+    }
+}
+
+impl From<Vec<String>> for DockerdArgs {
+    fn from(words: Vec<String>) -> Self {
+        DockerdArgs(words)
+    }
+}
+
 /// dockerd's one-letter aliases, mapped to the long names we compare.
 fn long_name(short: &str) -> Option<&'static str> {
     Some(match short {
@@ -94,5 +129,19 @@ mod tests {
         assert!(user_disabled_iptables(&v(&["--iptables=false"])));
         assert!(user_disabled_iptables(&v(&["--iptables", "false"])));
         assert!(!user_disabled_iptables(&v(&["--ip6tables=false"])));
+    }
+
+    #[test]
+    fn dockerd_args_keep_the_words_and_answer_flag_questions() {
+        let a = DockerdArgs::from(v(&["--mtu", "1400", "--iptables=false"]));
+        assert_eq!(a.words(), ["--mtu", "1400", "--iptables=false"]);
+        assert!(a.gave("mtu") && !a.gave("debug"));
+        assert_eq!(a.values("mtu"), ["1400"]);
+        assert!(a.disabled_iptables());
+        // Shown as the list (doctor --json).
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            r#"["--mtu","1400","--iptables=false"]"#
+        );
     }
 }

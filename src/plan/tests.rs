@@ -467,7 +467,7 @@ fn iptables_checks_are_requested_lazily_and_feed_the_plan() {
     );
     // --iptables=false from the user: nothing to check, no decision.
     let s2 = Settings {
-        dockerd_args: vec!["--iptables=false".into()],
+        dockerd_args: vec!["--iptables=false".into()].into(),
         ..enabled()
     };
     let p = probe("docker-near-privileged", &s2);
@@ -498,7 +498,7 @@ fn dockerd_command_line() {
         tls: TlsSetting::CertDir("/certs".into()),
         tls_san: vec!["DNS:ws.example".into()],
         stop_timeout: Duration::from_secs(2),
-        dockerd_args: vec!["--debug".into(), "--shutdown-timeout".into(), "30".into()],
+        dockerd_args: vec!["--debug".into(), "--shutdown-timeout".into(), "30".into()].into(),
         ..enabled()
     };
     let mut p = p;
@@ -560,7 +560,7 @@ fn mtu_flag_only_below_1500_and_only_if_the_user_gave_none() {
         .args
         .contains(&"--mtu=1400".to_string()));
     let user = Settings {
-        dockerd_args: vec!["--mtu=1300".into()],
+        dockerd_args: vec!["--mtu=1300".into()].into(),
         ..enabled()
     };
     let args = make_plan(&p, &user).dockerd.unwrap().args;
@@ -754,7 +754,7 @@ fn mtu_reaches_new_networks_from_dockerd_24_on() {
     with_dockerd(&mut p, "28.5.2+dfsg4");
     p.net.default_route_mtu = Some(1500);
     let user = Settings {
-        dockerd_args: vec!["--mtu".into(), "1300".into()],
+        dockerd_args: vec!["--mtu".into(), "1300".into()].into(),
         ..enabled()
     };
     let args = args_of(&p, &user);
@@ -769,7 +769,8 @@ fn mtu_reaches_new_networks_from_dockerd_24_on() {
     let own = Settings {
         dockerd_args: vec![
             "--default-network-opt=bridge=com.docker.network.driver.mtu=1200".into(),
-        ],
+        ]
+        .into(),
         ..enabled()
     };
     p.net.default_route_mtu = Some(1400);
@@ -823,7 +824,7 @@ fn ip6tables_is_checked_only_where_dockerd_turns_it_on_and_turned_off_when_it_fa
     assert_eq!(next_iptables_check(&p, &s), Some(IptablesTool::Ip6Legacy));
     // The user's flag or daemon.json decides: nothing is run, nothing added.
     let user = Settings {
-        dockerd_args: vec!["--ip6tables=true".into()],
+        dockerd_args: vec!["--ip6tables=true".into()].into(),
         ..enabled()
     };
     assert_eq!(next_iptables_check(&p, &user), None);
@@ -899,7 +900,7 @@ fn daemon_json_keys_are_left_out_and_its_socket_is_awaited() {
         r#"{"debug": true}"#,
     );
     let user = Settings {
-        dockerd_args: vec!["-D".into()],
+        dockerd_args: vec!["-D".into()].into(),
         ..enabled()
     };
     let plan = make_plan(&p, &user);

@@ -369,7 +369,7 @@ pub fn steps(p: &SystemProbe, r: &RootlessProbe, s: &Settings) -> Vec<RootlessSt
         uid: u.uid,
         gid: u.gid,
     });
-    if !dockerd_args::user_gave(&s.dockerd_args, "data-root") {
+    if !s.dockerd_args.gave("data-root") {
         out.push(RootlessStep::DataRoot {
             volume: DOCKER_DATA_ROOT.into(),
             path: data_root(u),
@@ -457,7 +457,7 @@ pub fn dockerd_plan(p: &SystemProbe, user: &RootlessUser, s: &Settings) -> Docke
     .into();
     // Rootless dockerd reads ~/.config/docker/daemon.json, which the user owns
     // and may change at any time: a clash there is the user's to see in the log.
-    args.extend(dockerd_args::merge(ours, &s.dockerd_args, &[]));
+    args.extend(dockerd_args::merge(ours, s.dockerd_args.words(), &[]));
     // The file the probe found on the fixed search path (as for the rootful dockerd),
     // so the log names it and every restart runs the same one.
     let rootlesskit = p
