@@ -50,7 +50,7 @@ pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
 /// `ws-init doctor [--json]`: what this container offers and what ws-init
 /// would do; exit 0 when Docker would work (or is disabled).
 pub fn doctor(settings: &Settings, json: bool) -> i32 {
-    let probe = crate::probe::probe_system(settings);
+    let probe = crate::bringup::probe_system(settings);
     let plan = crate::plan::make_plan(&probe, settings);
     let report = crate::doctor::report(&probe, &plan, settings);
     if json {
@@ -125,18 +125,6 @@ pub fn resolve_run_as(settings: &Settings) -> Result<Option<RunAs>, String> {
     }))
 }
 
-/// The name of the user the main command will run as, for group membership.
-pub(crate) fn workspace_user_name(settings: &Settings) -> Option<String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let passwd = user::PasswdFile::parse(&passwd);
-    let name = user::effective_user_name(settings.user.as_deref(), &passwd);
-    // A numeric WS_USER names the passwd entry with that uid, if any.
-    let entry = passwd
-        .by_name(name)
-        .or_else(|| name.parse().ok().and_then(|uid| passwd.by_uid(uid)));
-    entry.map(|e| e.name)
-}
-
 /// Deadlines of the ordered shutdown, all within `stop_timeout` of its start
 /// (the split is `stop_budget::split`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,11 +177,7 @@ async fn workspace(args: Vec<OsString>, settings: Settings) -> i32 {
 
     let prepared = if settings.docker_enable_client {
         let (probe, plan) = bringup::probe_and_plan(&settings);
-        Some(bringup::apply(
-            probe,
-            plan,
-            workspace_user_name(&settings).as_deref(),
-        ))
+        Some(bringup::apply(probe, plan))
     } else {
         None
     };
@@ -342,14 +326,16 @@ pub(crate) fn start_docker(
     match &prepared.plan.mode {
         DockerMode::Remote { host, .. } => {
             let host = host.clone();
-            let tls_verify = settings.docker_tls_verify;
+            // The endpoint config parsed from DOCKER_HOST (with DOCKER_TLS_VERIFY).
+            let endpoint = settings
+                .docker_host
+                .as_ref()
+                .map(|h| h.connectable().cloned());
             tokio::task::spawn_local(async move {
-                let endpoint = match docker_api::Endpoint::from_docker_host_tls(
-                    Some(&host),
-                    tls_verify.then_some("1"),
-                ) {
-                    Ok(e) => e,
-                    Err(e) => return warn!("DOCKER_HOST={host}: {e}"),
+                let endpoint = match endpoint {
+                    Some(Ok(e)) => e,
+                    Some(Err(e)) => return warn!("{e}"),
+                    None => return warn!("DOCKER_HOST={host}: not set"),
                 };
                 match docker_api::check(&endpoint, REMOTE_CHECK_TIMEOUT).await {
                     Ok(reach) => info!("remote engine {endpoint}: {reach}"),

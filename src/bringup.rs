@@ -2,7 +2,6 @@
 //! decisions live in `plan`; this module only carries them out, in order,
 //! and reports what happened with the time each phase took.
 
-use std::net::IpAddr;
 use std::path::Path;
 use std::time::Instant;
 
@@ -22,6 +21,26 @@ pub const EVACUATE_DEADLINE: std::time::Duration = std::time::Duration::from_sec
 /// Name given to a host socket's group when no group has its gid yet.
 pub const HOST_SOCKET_GROUP: &str = "docker-host";
 
+/// Why a step could not be carried out, typed by the layer that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Prepare(#[from] prepare::PrepareError),
+    #[error("{failed} of {total} cgroup hierarchies stay read-only: {first}")]
+    CgroupV1ReadOnly {
+        failed: usize,
+        total: usize,
+        first: prepare::PrepareError,
+    },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Groups(#[from] user::UserError),
+    /// Rootless preparation reports its causes as text (`rootless::prepare`).
+    #[error("{0}")]
+    Rootless(String),
+}
+
 /// What startup decided and whether the inner daemon may be started.
 pub struct Prepared {
     pub probe: SystemProbe,
@@ -30,10 +49,28 @@ pub struct Prepared {
     pub dockerd_allowed: bool,
 }
 
+/// Probe the real system, including the iptables command checks the plan
+/// needs. The plan names the next check as data ([`plan::next_iptables_check`]);
+/// this loop runs it and feeds the result back, so the checks run lazily, in
+/// upstream's order (a check runs `iptables` under a backend, which may load
+/// kernel modules: none runs that the decision does not need), and probe never
+/// calls plan. It runs child processes and waits for them: call it before the
+/// reaper starts.
+pub fn probe_system(settings: &Settings) -> SystemProbe {
+    let mut p = probe::probe_real(settings);
+    while let Some(tool) = plan::next_iptables_check(&p, settings) {
+        p.iptables.check(tool);
+    }
+    if plan::wants_iptables_legacy_version(&p, settings) {
+        p.iptables.probe_legacy_version();
+    }
+    p
+}
+
 /// Probe and plan, logging the mode and every warning once.
 pub fn probe_and_plan(settings: &Settings) -> (SystemProbe, Plan) {
     let t = Instant::now();
-    let probe = probe::probe_system(settings);
+    let probe = probe_system(settings);
     for e in &probe.errors {
         warn!("probe: {e}");
     }
@@ -96,12 +133,12 @@ pub fn probe_and_plan(settings: &Settings) -> (SystemProbe, Plan) {
 /// Applies every planned step. A failing optional step is a warning; a
 /// failing required one is an error that keeps dockerd from starting but
 /// never stops the workspace.
-pub fn apply(probe: SystemProbe, plan: Plan, user_name: Option<&str>) -> Prepared {
+pub fn apply(probe: SystemProbe, plan: Plan) -> Prepared {
     let t = Instant::now();
     let mut dockerd_allowed = true;
     for planned in &plan.steps {
         let started = Instant::now();
-        match apply_step(&planned.step, user_name) {
+        match apply_step(&planned.step) {
             Ok(done) => {
                 tracing::debug!(
                     step = step_name(&planned.step),
@@ -109,7 +146,7 @@ pub fn apply(probe: SystemProbe, plan: Plan, user_name: Option<&str>) -> Prepare
                     "{done}"
                 );
             }
-            Err(msg) => report_failure(planned, &msg, &mut dockerd_allowed),
+            Err(e) => report_failure(planned, &e, &mut dockerd_allowed),
         }
     }
     info!(
@@ -124,19 +161,14 @@ pub fn apply(probe: SystemProbe, plan: Plan, user_name: Option<&str>) -> Prepare
     }
 }
 
-fn report_failure(planned: &PlannedStep, msg: &str, dockerd_allowed: &mut bool) {
+fn report_failure(planned: &PlannedStep, msg: &ApplyError, dockerd_allowed: &mut bool) {
     let name = step_name(&planned.step);
     if planned.optional {
         warn!(step = name, "{msg} (continuing: {})", planned.why);
     } else {
         error!(step = name, "{msg}");
-        if matches!(
-            planned.step,
-            Step::EnsureDockerGroup { .. } | Step::AddUserToSocketGroup { .. }
-        ) {
-            // Group trouble costs the user access to the socket, not the daemon.
-            return;
-        }
+    }
+    if planned.blocks_dockerd {
         *dockerd_allowed = false;
     }
 }
@@ -159,11 +191,10 @@ pub fn step_name(step: &Step) -> &'static str {
 }
 
 /// Carries out one step; `Ok` describes what was done.
-fn apply_step(step: &Step, user_name: Option<&str>) -> Result<String, String> {
+fn apply_step(step: &Step) -> Result<String, ApplyError> {
     match step {
         Step::RemoveStalePidFiles { files } => {
-            let removed =
-                prepare::remove_pid_files(&RealSyscalls, files).map_err(|e| e.to_string())?;
+            let removed = prepare::remove_pid_files(&RealSyscalls, files)?;
             Ok(format!("removed {removed:?}"))
         }
         Step::MountSecurityfs => prepare::mount_securityfs(
@@ -172,17 +203,16 @@ fn apply_step(step: &Step, user_name: Option<&str>) -> Result<String, String> {
             Path::new("/proc/self/mountinfo"),
         )
         .map(|o| format!("{o:?}"))
-        .map_err(|e| e.to_string()),
+        .map_err(ApplyError::from),
         Step::RemountCgroup2Rw { mount_point } => prepare::remount_rw(&RealSyscalls, mount_point)
             .map(|changed| format!("remounted: {changed}"))
-            .map_err(|e| e.to_string()),
+            .map_err(ApplyError::from),
         Step::CgroupV2Evacuate { root, init, .. } => {
             let name = init
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "init".into());
-            let r = prepare::cgroup_v2_evacuate(&RealSyscalls, root, &name, EVACUATE_DEADLINE)
-                .map_err(|e| e.to_string())?;
+            let r = prepare::cgroup_v2_evacuate(&RealSyscalls, root, &name, EVACUATE_DEADLINE)?;
             info!(
                 moved = r.pids_moved.len(),
                 controllers = %r.controllers_enabled.join(" "),
@@ -194,41 +224,47 @@ fn apply_step(step: &Step, user_name: Option<&str>) -> Result<String, String> {
         }
         Step::RemountCgroupV1Rw { mount_points } => {
             let r = prepare::remount_cgroup_v1_rw(&RealSyscalls, mount_points);
-            if let Some(first) = r.failed.first() {
-                return Err(format!(
-                    "{} of {} cgroup hierarchies stay read-only: {first}",
-                    r.failed.len(),
-                    mount_points.len()
-                ));
+            let failed = r.failed.len();
+            if let Some(first) = r.failed.into_iter().next() {
+                return Err(ApplyError::CgroupV1ReadOnly {
+                    failed,
+                    total: mount_points.len(),
+                    first,
+                });
             }
             Ok(format!("remounted read-write: {}", r.remounted.len()))
         }
         Step::MakeRootRshared => prepare::make_root_rshared(&RealSyscalls)
             .map(|()| "/ is rshared".to_string())
-            .map_err(|e| e.to_string()),
-        Step::IptablesLegacyLinks { dir } => {
+            .map_err(ApplyError::from),
+        Step::IptablesLegacyLinks { dir, version } => {
             let sbin = [Path::new("/usr/sbin"), Path::new("/sbin")];
-            prepare::iptables_legacy_links(dir, &sbin).map_err(|e| e.to_string())?;
-            match prepare::iptables_version(&dir.join("iptables")) {
-                Ok(v) => info!("iptables: {v}"),
-                Err(e) => warn!("iptables --version failed: {e}"),
+            prepare::iptables_legacy_links(dir, &sbin)?;
+            match version {
+                Some(Ok(v)) => info!("iptables: {v}"),
+                Some(Err(e)) => warn!("iptables --version failed: {e}"),
+                None => {}
             }
             Ok(format!("links in {}", dir.display()))
         }
         Step::SetIptablesAlternatives { set } => {
-            prepare::set_iptables_alternatives(set).map_err(|e| e.to_string())?;
+            prepare::set_iptables_alternatives(set)?;
             Ok(format!("alternatives set: {set:?}"))
         }
-        Step::GenerateTls { dir, extra_sans } => {
+        Step::GenerateTls {
+            dir,
+            extra_sans,
+            hostname,
+            ips,
+        } => {
             let t = Instant::now();
             let req = tls::TlsRequest {
                 dir: dir.clone(),
-                hostname: hostname(),
-                ips: interface_ips(),
+                hostname: hostname.clone(),
+                ips: ips.clone(),
                 extra_sans: extra_sans.clone(),
             };
-            let outcome = tls::ensure_certificates(&req, time::OffsetDateTime::now_utc())
-                .map_err(|e| e.to_string())?;
+            let outcome = tls::ensure_certificates(&req, time::OffsetDateTime::now_utc())?;
             info!(
                 elapsed_ms = t.elapsed().as_millis() as u64,
                 reused_keys = outcome.reused_keys,
@@ -238,75 +274,72 @@ fn apply_step(step: &Step, user_name: Option<&str>) -> Result<String, String> {
             );
             Ok(format!("{outcome:?}"))
         }
-        Step::EnsureDockerGroup { gid } => {
+        Step::EnsureDockerGroup { gid, member } => {
             let change =
                 user::update_groups(Path::new(GROUP_FILE), Path::new(GSHADOW_FILE), |db| {
                     let change = db.ensure_group_gid("docker", *gid)?;
-                    if let Some(name) = user_name.filter(|n| *n != "root") {
+                    if let Some(name) = member {
                         db.ensure_member("docker", name)?;
                     }
                     Ok(change)
-                })
-                .map_err(|e| e.to_string())?;
+                })?;
             Ok(format!("group docker gid {gid}: {change:?}"))
         }
-        Step::AddUserToSocketGroup { gid } => {
-            let group = user::update_groups(Path::new(GROUP_FILE), Path::new(GSHADOW_FILE), |db| {
-                let group = db.ensure_group_for_gid(*gid, HOST_SOCKET_GROUP)?;
-                if let Some(name) = user_name.filter(|n| *n != "root") {
-                    db.ensure_member(&group, name)?;
-                }
-                Ok(group)
-            })
-            .map_err(|e| e.to_string())?;
+        Step::AddUserToSocketGroup { gid, member } => {
+            let group =
+                user::update_groups(Path::new(GROUP_FILE), Path::new(GSHADOW_FILE), |db| {
+                    let group = db.ensure_group_for_gid(*gid, HOST_SOCKET_GROUP)?;
+                    if let Some(name) = member {
+                        db.ensure_member(&group, name)?;
+                    }
+                    Ok(group)
+                })?;
             info!("the host socket's group {group} (gid {gid}) is given to the workspace user");
             Ok(format!("group {group}"))
         }
-        Step::Rootless { action } => crate::rootless::prepare::apply(action),
+        Step::Rootless { action } => {
+            crate::rootless::prepare::apply(action).map_err(ApplyError::Rootless)
+        }
     }
 }
 
 /// Deletes the stale `docker*.pid` files under /run and /var/run, found the
 /// way the startup probe finds them: the dockerd supervisor calls it before
 /// each restart, when the crashed daemon's file is left behind.
-pub fn remove_stale_pid_files() -> Result<Vec<std::path::PathBuf>, String> {
+pub fn remove_stale_pid_files() -> Result<Vec<std::path::PathBuf>, prepare::PrepareError> {
     let stale: Vec<_> = probe::find_pid_files(Path::new("/"))
         .into_iter()
         .filter(probe::PidFile::is_stale)
         .map(|f| f.path)
         .collect();
-    prepare::remove_pid_files(&RealSyscalls, &stale).map_err(|e| e.to_string())
+    prepare::remove_pid_files(&RealSyscalls, &stale)
 }
 
-/// `/etc/hostname`, else the kernel's.
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| {
-            nix::unistd::gethostname()
-                .ok()
-                .map(|h| h.to_string_lossy().into_owned())
-        })
-        .unwrap_or_else(|| "localhost".into())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Every address of every interface, loopback included (upstream's SAN list).
-fn interface_ips() -> Vec<IpAddr> {
-    let mut ips: Vec<IpAddr> = nix::ifaddrs::getifaddrs()
-        .map(|addrs| {
-            addrs
-                .filter_map(|a| a.address)
-                .filter_map(|s| {
-                    s.as_sockaddr_in()
-                        .map(|v4| IpAddr::V4(v4.ip()))
-                        .or_else(|| s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    ips.sort();
-    ips.dedup();
-    ips
+    #[test]
+    fn apply_errors_keep_the_cause_of_the_layer_that_failed() {
+        let first = prepare::PrepareError::IptablesVersion {
+            binary: "/x/iptables".into(),
+            detail: "gone".into(),
+        };
+        let e = ApplyError::CgroupV1ReadOnly {
+            failed: 2,
+            total: 9,
+            first,
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("2 of 9 cgroup hierarchies stay read-only: cannot run `/x/iptables --version`: gone"),
+            "{msg}"
+        );
+        let e: ApplyError = prepare::PrepareError::IptablesVersion {
+            binary: "/y".into(),
+            detail: "d".into(),
+        }
+        .into();
+        assert!(matches!(e, ApplyError::Prepare(_)));
+    }
 }

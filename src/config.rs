@@ -5,6 +5,12 @@
 //! the process environment. A bad value is refused before anything starts,
 //! with a message naming the variable, the value and what is accepted.
 
+pub mod docker_host;
+pub mod dockerd_args;
+
+pub use docker_host::DockerHost;
+pub use dockerd_args::DockerdArgs;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -69,7 +75,7 @@ pub struct Settings {
     /// `WS_DOCKER_WAIT`: start the main command only once Docker answers.
     pub docker_wait: bool,
     /// `WS_DOCKERD_ARGS`: extra dockerd flags, split like a shell would (quotes honoured).
-    pub dockerd_args: Vec<String>,
+    pub dockerd_args: DockerdArgs,
     /// `WS_STOP_TIMEOUT`: seconds the whole shutdown may take before SIGKILL.
     pub stop_timeout: Duration,
     /// `WS_LOG_LEVEL`.
@@ -81,7 +87,7 @@ pub struct Settings {
     /// `WS_DOCKERD_LOG`: dockerd's log file.
     pub dockerd_log: PathBuf,
     /// `DOCKER_HOST`, when set and non-empty.
-    pub docker_host: Option<String>,
+    pub docker_host: Option<DockerHost>,
     /// `DOCKER_TLS_CERTDIR`.
     pub tls: TlsSetting,
     /// `DOCKER_TLS_VERIFY` set and non-empty: a tcp DOCKER_HOST speaks TLS (the docker CLI's meaning).
@@ -101,7 +107,7 @@ impl Default for Settings {
             user: None,
             docker_gid: DEFAULT_DOCKER_GID,
             docker_wait: false,
-            dockerd_args: Vec::new(),
+            dockerd_args: DockerdArgs::default(),
             stop_timeout: DEFAULT_STOP_TIMEOUT,
             log_level: LogLevel::Info,
             log_level_set: false,
@@ -114,6 +120,28 @@ impl Default for Settings {
             iptables_legacy: None,
             docker_rootless: false,
         }
+    }
+}
+
+/// One `DOCKER_TLS_SAN` entry: `DNS:<name>` or `IP:<address>` (the prefix
+/// in any case). The certificate code (`tls`) turns it into its SAN type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum San {
+    Dns(String),
+    Ip(std::net::IpAddr),
+}
+
+/// Parse a SAN entry; `None` when it is not `DNS:<ASCII name>` or `IP:<address>`.
+pub fn parse_san(entry: &str) -> Option<San> {
+    let (kind, value) = entry.split_once(':')?;
+    if value.is_empty() {
+        return None;
+    }
+    match kind.to_ascii_uppercase().as_str() {
+        // A certificate's DNS name is an IA5String: ASCII only.
+        "DNS" => value.is_ascii().then(|| San::Dns(value.to_string())),
+        "IP" => value.parse().ok().map(San::Ip),
+        _ => None,
     }
 }
 
@@ -288,16 +316,17 @@ impl Settings {
             s.docker_wait = parse_bool("WS_DOCKER_WAIT", v)?;
         }
         if let Some(v) = get("WS_DOCKERD_ARGS") {
-            s.dockerd_args = split_words("WS_DOCKERD_ARGS", v)?;
+            let words = split_words("WS_DOCKERD_ARGS", v)?;
             // Values may follow a flag, but the list must start with one:
             // `dockerd --debug` here would pass "dockerd" as a stray argument.
-            if s.dockerd_args.first().is_some_and(|a| !a.starts_with('-')) {
+            if words.first().is_some_and(|a| !a.starts_with('-')) {
                 return Err(err(
                     "WS_DOCKERD_ARGS",
                     v,
                     "expected dockerd flags only (starting with -), for example \"--debug --mtu 1400\"",
                 ));
             }
+            s.dockerd_args = words.into();
         }
         if let Some(v) = get("WS_STOP_TIMEOUT") {
             s.stop_timeout = parse_seconds("WS_STOP_TIMEOUT", v)?;
@@ -339,32 +368,6 @@ impl Settings {
             }
             s.dockerd_log = PathBuf::from(v);
         }
-        if let Some(v) = get("DOCKER_HOST") {
-            let v = v.trim();
-            if !v.is_empty() {
-                const SCHEMES: [&str; 5] = ["unix://", "tcp://", "ssh://", "fd://", "npipe://"];
-                if !SCHEMES.iter().any(|p| v.starts_with(p)) {
-                    return Err(err(
-                        "DOCKER_HOST",
-                        v,
-                        "expected unix:///path, tcp://host:port or ssh://user@host",
-                    ));
-                }
-                // The same parser the readiness check uses later: a bad port
-                // is refused now, not after start.
-                if v.starts_with("unix://") || v.starts_with("tcp://") {
-                    use crate::docker_api::{Endpoint, EndpointError};
-                    match Endpoint::from_docker_host(Some(v)) {
-                        Ok(_) => {}
-                        Err(EndpointError::Invalid(_, why)) => {
-                            return Err(err("DOCKER_HOST", v, why))
-                        }
-                        Err(e) => return Err(err("DOCKER_HOST", v, e.to_string())),
-                    }
-                }
-                s.docker_host = Some(v.to_string());
-            }
-        }
         if let Some(v) = get("DOCKER_TLS_CERTDIR") {
             s.tls = if v.is_empty() {
                 TlsSetting::PlainTcp
@@ -379,11 +382,28 @@ impl Settings {
             };
         }
         s.docker_tls_verify = get("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
+        if let Some(v) = get("DOCKER_HOST") {
+            let v = v.trim();
+            if !v.is_empty() {
+                use docker_host::EndpointError;
+                // The parser every later reader uses: a bad port is refused
+                // now, not after start.
+                s.docker_host = Some(DockerHost::parse(v, s.docker_tls_verify).map_err(
+                    |e| match e {
+                        EndpointError::Invalid(_, why) => err("DOCKER_HOST", v, why),
+                        EndpointError::Unrecognised(_) => err(
+                            "DOCKER_HOST",
+                            v,
+                            "expected unix:///path, tcp://host:port or ssh://user@host",
+                        ),
+                    },
+                )?);
+            }
+        }
         if let Some(v) = get("DOCKER_TLS_SAN") {
             s.tls_san = v.split_whitespace().map(str::to_string).collect();
             if let Some(bad) = s.tls_san.iter().find(|x| {
-                !(x.starts_with("DNS:") || x.starts_with("IP:"))
-                    || crate::tls::parse_san(x).is_err()
+                !(x.starts_with("DNS:") || x.starts_with("IP:")) || parse_san(x).is_none()
             }) {
                 return Err(err(
                     "DOCKER_TLS_SAN",
@@ -504,7 +524,7 @@ mod tests {
         )])
         .unwrap();
         assert_eq!(
-            s.dockerd_args,
+            s.dockerd_args.words(),
             ["--debug", "--label", "a b", "--label=c d", "--x=e f"]
         );
         assert!(parse(&[("WS_DOCKERD_ARGS", "--label 'open")]).is_err());
@@ -512,6 +532,7 @@ mod tests {
         assert!(parse(&[("WS_DOCKERD_ARGS", "")])
             .unwrap()
             .dockerd_args
+            .words()
             .is_empty());
     }
 
@@ -541,6 +562,7 @@ mod tests {
             "DNS:",
             "IP:10.0.0.5/24",
             "DNS:ok IP:1.2.3",
+            "DNS:bücher.example",
         ] {
             let e = parse(&[("DOCKER_TLS_SAN", bad)]).unwrap_err();
             assert_eq!(e.var, "DOCKER_TLS_SAN", "{bad}");
@@ -571,10 +593,32 @@ mod tests {
             parse(&[("DOCKER_HOST", "tcp://h:2375")])
                 .unwrap()
                 .docker_host
-                .as_deref(),
-            Some("tcp://h:2375")
+                .map(|h| (h.value, h.endpoint)),
+            Some((
+                "tcp://h:2375".to_string(),
+                Some(docker_host::Endpoint::Tcp {
+                    addr: "h:2375".into(),
+                    tls: false
+                })
+            ))
         );
         assert_eq!(parse(&[("DOCKER_HOST", "")]).unwrap().docker_host, None);
+        // Parsed once, DOCKER_TLS_VERIFY included: later readers see TLS.
+        let tls = parse(&[("DOCKER_HOST", "tcp://h"), ("DOCKER_TLS_VERIFY", "1")]).unwrap();
+        assert_eq!(
+            tls.docker_host.unwrap().endpoint,
+            Some(docker_host::Endpoint::Tcp {
+                addr: "h:2376".into(),
+                tls: true
+            })
+        );
+        // Accepted for the docker CLI; nothing ws-init connects to.
+        let fd = parse(&[("DOCKER_HOST", "fd://")])
+            .unwrap()
+            .docker_host
+            .unwrap();
+        assert_eq!(fd.endpoint, None);
+        assert!(fd.connectable().unwrap_err().to_string().contains("fd://"));
         assert!(parse(&[("DOCKER_HOST", "h:2375")]).is_err());
         for bad in ["tcp://h:notaport", "tcp://", "unix://relative.sock"] {
             assert_eq!(

@@ -361,7 +361,7 @@ async fn supervise(settings: Settings, report: File) -> i32 {
         "Docker supervisor started (ws-init start-docker)"
     );
     let (probe, plan) = bringup::probe_and_plan(&settings);
-    let prepared = bringup::apply(probe, plan, app::workspace_user_name(&settings).as_deref());
+    let prepared = bringup::apply(probe, plan);
     let Some(dockerd) = app::start_docker(&reaper, &prepared, &settings) else {
         let r = no_dockerd_report(&prepared);
         send(&mut report, &r);

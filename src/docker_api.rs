@@ -11,19 +11,16 @@ pub mod http;
 
 use std::fmt;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::Instant;
 
+pub use crate::config::docker_host::{Endpoint, EndpointError, DEFAULT_SOCKET, TLS_PORT};
 use crate::config::Settings;
 
-/// Where dockerd listens when `DOCKER_HOST` is not set.
-pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
-/// The port the docker CLI and dockerd use for TLS by convention.
-pub const TLS_PORT: u16 = 2376;
 /// Pause between two readiness attempts: short, so readiness is noticed
 /// within a few milliseconds of dockerd answering.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(15);
@@ -31,114 +28,6 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(15);
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The answer is a few hundred bytes; anything much larger is not dockerd.
 const MAX_RESPONSE: usize = 64 * 1024;
-
-/// A Docker API endpoint, as named by `DOCKER_HOST`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    Unix(PathBuf),
-    /// `host:port` as given (a name or an address); `tls` when the client
-    /// verifies TLS (DOCKER_TLS_VERIFY or port 2376).
-    Tcp {
-        addr: String,
-        tls: bool,
-    },
-    /// `ssh://user@host[:port]`: only the docker CLI can reach it.
-    Ssh(String),
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum EndpointError {
-    #[error("DOCKER_HOST={0:?}: expected unix:///path, tcp://host:port or ssh://user@host")]
-    Unrecognised(String),
-    #[error("DOCKER_HOST={0:?}: {1}")]
-    Invalid(String, &'static str),
-}
-
-impl Endpoint {
-    /// The endpoint for a `DOCKER_HOST` value (`None` or empty: the default
-    /// socket). TLS is assumed for port 2376, the docker CLI's convention.
-    pub fn from_docker_host(host: Option<&str>) -> Result<Endpoint, EndpointError> {
-        Self::from_docker_host_tls(host, None)
-    }
-
-    /// Like [`Endpoint::from_docker_host`], also honouring `DOCKER_TLS_VERIFY`
-    /// (any non-empty value means the client speaks TLS).
-    pub fn from_docker_host_tls(
-        host: Option<&str>,
-        tls_verify: Option<&str>,
-    ) -> Result<Endpoint, EndpointError> {
-        let raw = host.map(str::trim).unwrap_or("");
-        if raw.is_empty() {
-            return Ok(Endpoint::Unix(PathBuf::from(DEFAULT_SOCKET)));
-        }
-        let invalid = |why| EndpointError::Invalid(raw.to_string(), why);
-        if let Some(path) = raw.strip_prefix("unix://") {
-            if !path.starts_with('/') {
-                return Err(invalid(
-                    "a unix socket needs an absolute path: unix:///var/run/docker.sock",
-                ));
-            }
-            return Ok(Endpoint::Unix(PathBuf::from(path)));
-        }
-        if let Some(rest) = raw.strip_prefix("tcp://") {
-            // The CLI accepts a trailing path (a URL prefix); only host:port matters here.
-            let hostport = rest.split('/').next().unwrap_or("");
-            if hostport.is_empty() {
-                return Err(invalid("no host: expected tcp://host:port"));
-            }
-            let (host_part, port) = split_host_port(hostport)
-                .ok_or_else(|| invalid("bad port: expected tcp://host:port"))?;
-            if host_part.is_empty() {
-                return Err(invalid("no host: expected tcp://host:port"));
-            }
-            let tls_env = tls_verify.is_some_and(|v| !v.is_empty());
-            let port = port.unwrap_or(if tls_env { TLS_PORT } else { 2375 });
-            let addr = if host_part.contains(':') && !host_part.starts_with('[') {
-                format!("[{host_part}]:{port}")
-            } else {
-                format!("{host_part}:{port}")
-            };
-            return Ok(Endpoint::Tcp {
-                addr,
-                tls: tls_env || port == TLS_PORT,
-            });
-        }
-        if raw.starts_with("ssh://") {
-            return Ok(Endpoint::Ssh(raw.to_string()));
-        }
-        Err(EndpointError::Unrecognised(raw.to_string()))
-    }
-}
-
-/// Splits `host:port`, `[v6]:port`, `host` or `[v6]`; `None` when the port is not a number.
-fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
-    if let Some(rest) = s.strip_prefix('[') {
-        let end = rest.find(']')?;
-        let host = &rest[..end];
-        let after = &rest[end + 1..];
-        return match after.strip_prefix(':') {
-            Some(p) => Some((host, Some(p.parse().ok()?))),
-            None if after.is_empty() => Some((host, None)),
-            None => None,
-        };
-    }
-    match s.rsplit_once(':') {
-        Some((h, p)) => Some((h, Some(p.parse().ok()?))),
-        None => Some((s, None)),
-    }
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Endpoint::Unix(p) => write!(f, "unix://{}", p.display()),
-            Endpoint::Tcp { addr, tls } => {
-                write!(f, "tcp://{addr}{}", if *tls { " (TLS)" } else { "" })
-            }
-            Endpoint::Ssh(url) => f.write_str(url),
-        }
-    }
-}
 
 /// How far a successful check got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -411,25 +300,19 @@ pub enum WaitError {
 }
 
 /// `ws-init wait-docker`: Ok at once when Docker is disabled, else waits up
-/// to `timeout` for the endpoint of `DOCKER_HOST` (or the default socket).
-/// `DOCKER_TLS_VERIFY` comes from the settings, with the docker CLI's meaning.
+/// to `timeout` for the endpoint of `DOCKER_HOST` (or the default socket;
+/// `DOCKER_TLS_VERIFY` is already in the parsed [`crate::config::DockerHost`]).
 pub async fn wait_docker(settings: &Settings, timeout: Duration) -> Result<WaitOutcome, WaitError> {
-    let tls_verify = settings.docker_tls_verify.then_some("1");
-    wait_docker_with(settings, tls_verify, timeout).await
-}
-
-/// [`wait_docker`] with `DOCKER_TLS_VERIFY` passed in.
-pub async fn wait_docker_with(
-    settings: &Settings,
-    tls_verify: Option<&str>,
-    timeout: Duration,
-) -> Result<WaitOutcome, WaitError> {
     if !settings.docker_enable_client {
         return Ok(WaitOutcome::Disabled);
     }
-    let endpoint = match crate::rootless::client_socket(settings) {
-        Some(socket) => Endpoint::Unix(socket),
-        None => Endpoint::from_docker_host_tls(settings.docker_host.as_deref(), tls_verify)?,
+    let endpoint = match (
+        crate::rootless::client::client_socket(settings),
+        &settings.docker_host,
+    ) {
+        (Some(socket), _) => Endpoint::Unix(socket),
+        (None, Some(host)) => host.connectable()?.clone(),
+        (None, None) => Endpoint::Unix(DEFAULT_SOCKET.into()),
     };
     let ready = wait_ready(&endpoint, Instant::now() + timeout).await?;
     Ok(WaitOutcome::Ready {

@@ -252,7 +252,7 @@ fn step_text(s: &Step) -> String {
             )
         }
         Step::MakeRootRshared => "mount --make-rshared /".into(),
-        Step::IptablesLegacyLinks { dir } => format!(
+        Step::IptablesLegacyLinks { dir, .. } => format!(
             "put iptables-legacy links in {} first on PATH",
             dir.display()
         ),
@@ -264,10 +264,10 @@ fn step_text(s: &Step) -> String {
                 .join(", ")
         ),
         Step::GenerateTls { dir, .. } => format!("generate TLS certificates in {}", dir.display()),
-        Step::EnsureDockerGroup { gid } => {
+        Step::EnsureDockerGroup { gid, .. } => {
             format!("ensure group docker (gid {gid}) with the workspace user")
         }
-        Step::AddUserToSocketGroup { gid } => {
+        Step::AddUserToSocketGroup { gid, .. } => {
             format!("add the workspace user to the socket's group {gid}")
         }
         Step::Rootless { action } => action.text(),
@@ -592,7 +592,7 @@ mod tests {
         assert_eq!(v["inner_dns"]["forwarder"]["listen"], "172.18.0.3:53");
         // The user's --dns wins, and doctor says so.
         let s = Settings {
-            dockerd_args: vec!["--dns=192.0.2.53".into()],
+            dockerd_args: vec!["--dns=192.0.2.53".into()].into(),
             ..enabled()
         };
         let text = render_text(&report(&p, &make_plan(&p, &s), &s));

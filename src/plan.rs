@@ -10,8 +10,8 @@ pub mod iptables;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::config::{Settings, TlsSetting};
-use crate::docker_api::Endpoint;
+use crate::config::docker_host::Endpoint;
+use crate::config::{DockerHost, Settings, TlsSetting};
 use crate::probe::caps::{CAP_NET_ADMIN, CAP_SYS_ADMIN};
 use crate::probe::{CapLevel, CgroupLayout, IptablesTool, SystemProbe, DOCKER_SOCKET};
 
@@ -109,7 +109,11 @@ pub enum Step {
     /// `mount --make-rshared /`.
     MakeRootRshared,
     /// Create `dir` with `iptables*` → `*-legacy` links; dockerd gets it first on PATH.
-    IptablesLegacyLinks { dir: PathBuf },
+    IptablesLegacyLinks {
+        dir: PathBuf,
+        /// `iptables-legacy --version` as probed, for the log (`None`: not probed).
+        version: Option<Result<String, String>>,
+    },
     /// `update-alternatives --set NAME PATH` for each pair, so the workspace's
     /// own `iptables` shows the rules dockerd makes.
     SetIptablesAlternatives { set: Vec<(String, PathBuf)> },
@@ -117,11 +121,15 @@ pub enum Step {
     GenerateTls {
         dir: PathBuf,
         extra_sans: Vec<String>,
+        /// The server certificate's names: the host name and every interface address.
+        hostname: String,
+        ips: Vec<std::net::IpAddr>,
     },
-    /// A `docker` group with this gid exists and has the workspace user.
-    EnsureDockerGroup { gid: u32 },
-    /// The host socket's group (by gid) exists and has the workspace user.
-    AddUserToSocketGroup { gid: u32 },
+    /// A `docker` group with this gid exists and has `member` (the workspace
+    /// user; `None` for root, who needs no group).
+    EnsureDockerGroup { gid: u32, member: Option<String> },
+    /// The host socket's group (by gid) exists and has `member`.
+    AddUserToSocketGroup { gid: u32, member: Option<String> },
     /// Rootless mode's preparation (`rootless::plan`).
     Rootless {
         #[serde(flatten)]
@@ -135,6 +143,9 @@ pub struct PlannedStep {
     pub step: Step,
     /// A failure is logged as a warning and startup continues.
     pub optional: bool,
+    /// A failure keeps dockerd from starting (never for an optional step;
+    /// group trouble costs the user access to the socket, not the daemon).
+    pub blocks_dockerd: bool,
     pub why: String,
 }
 
@@ -185,19 +196,14 @@ pub const SUGGEST_SOCKET: &str =
 pub const SUGGEST_REMOTE: &str =
     "use a remote engine: -e DOCKER_HOST=tcp://HOST:2376 with TLS client certificates, or -e DOCKER_HOST=ssh://USER@HOST";
 
-fn remote_kind(host: &str, tls_verify: bool) -> RemoteKind {
-    if host.starts_with("tcp://") {
-        // The readiness client's parser decides TLS (DOCKER_TLS_VERIFY or port 2376).
-        match Endpoint::from_docker_host_tls(Some(host), tls_verify.then_some("1")) {
-            Ok(Endpoint::Tcp { tls: true, .. }) => RemoteKind::TcpTls,
-            _ => RemoteKind::Tcp,
-        }
-    } else if host.starts_with("ssh://") {
-        RemoteKind::Ssh
-    } else if host.starts_with("unix://") {
-        RemoteKind::Unix
-    } else {
-        RemoteKind::Other
+fn remote_kind(host: &DockerHost) -> RemoteKind {
+    match &host.endpoint {
+        // TLS as the readiness client sees it (DOCKER_TLS_VERIFY or port 2376).
+        Some(Endpoint::Tcp { tls: true, .. }) => RemoteKind::TcpTls,
+        Some(Endpoint::Tcp { tls: false, .. }) => RemoteKind::Tcp,
+        Some(Endpoint::Ssh(_)) => RemoteKind::Ssh,
+        Some(Endpoint::Unix(_)) => RemoteKind::Unix,
+        None => RemoteKind::Other,
     }
 }
 
@@ -264,10 +270,10 @@ pub fn decide_mode(p: &SystemProbe, s: &Settings) -> DockerMode {
         return DockerMode::Disabled;
     }
     if let Some(host) = &s.docker_host {
-        match host.strip_prefix("unix://") {
+        match &host.endpoint {
             // Our own socket path: the same as no DOCKER_HOST.
-            Some(path) if Path::new(path) == Path::new(DOCKER_SOCKET) => {}
-            Some(_) => {
+            Some(Endpoint::Unix(path)) if path == Path::new(DOCKER_SOCKET) => {}
+            Some(Endpoint::Unix(_)) => {
                 if let Some(sock) = p.docker_host_socket.as_ref().filter(|s| s.is_socket) {
                     return DockerMode::HostSocket {
                         path: sock.path.clone(),
@@ -277,14 +283,14 @@ pub fn decide_mode(p: &SystemProbe, s: &Settings) -> DockerMode {
                     };
                 }
                 return DockerMode::Remote {
-                    host: host.clone(),
+                    host: host.value.clone(),
                     kind: RemoteKind::Unix,
                 };
             }
-            None => {
+            _ => {
                 return DockerMode::Remote {
-                    host: host.clone(),
-                    kind: remote_kind(host, s.docker_tls_verify),
+                    host: host.value.clone(),
+                    kind: remote_kind(host),
                 }
             }
         }
@@ -332,23 +338,34 @@ pub fn decide_mode(p: &SystemProbe, s: &Settings) -> DockerMode {
     }
 }
 
-/// The next iptables command check the plan needs, if any (drives `probe::probe_iptables_as_needed`).
+/// The next iptables command check the plan needs, if any (`bringup::probe_system` runs it and feeds the result back).
 pub fn next_iptables_check(p: &SystemProbe, s: &Settings) -> Option<IptablesTool> {
     // Rootless dockerd runs iptables in its own fresh network namespace.
     if !matches!(
         decide_mode(p, s),
         DockerMode::Sysbox | DockerMode::InnerDaemon { .. }
-    ) || dockerd_args::user_disabled_iptables(&s.dockerd_args)
+    ) || s.dockerd_args.disabled_iptables()
     {
         return None;
     }
     match choose_iptables(s.iptables_legacy, &p.iptables) {
         IptablesChoice::NeedCheck(t) => Some(t),
-        IptablesChoice::Decided(d) => match choose_ip6tables(p, &s.dockerd_args, Some(&d)) {
+        IptablesChoice::Decided(d) => match choose_ip6tables(p, s.dockerd_args.words(), Some(&d)) {
             Ip6Choice::NeedCheck(t) => Some(t),
             Ip6Choice::Decided(_) => None,
         },
     }
+}
+
+/// dockerd gets the legacy iptables backend and its version is not probed
+/// yet: `bringup::probe_system` then probes it, for the log.
+pub fn wants_iptables_legacy_version(p: &SystemProbe, s: &Settings) -> bool {
+    p.iptables.legacy_version.is_none()
+        && matches!(
+            decide_mode(p, s),
+            DockerMode::Sysbox | DockerMode::InnerDaemon { .. }
+        )
+        && iptables_decision(p, s).is_some_and(|d| d.backend == IptablesBackend::Legacy)
 }
 
 fn ip6tables_decision(
@@ -356,7 +373,7 @@ fn ip6tables_decision(
     s: &Settings,
     ipv4: Option<&IptablesDecision>,
 ) -> Ip6tablesDecision {
-    match choose_ip6tables(p, &s.dockerd_args, ipv4) {
+    match choose_ip6tables(p, s.dockerd_args.words(), ipv4) {
         Ip6Choice::Decided(d) => d,
         Ip6Choice::NeedCheck(t) => Ip6tablesDecision {
             disable: false,
@@ -369,7 +386,8 @@ fn ip6tables_decision(
 /// The MTU new inner networks get: the user's `--mtu`, else daemon.json's,
 /// else the default route's when it is below 1500.
 fn network_mtu(p: &SystemProbe, s: &Settings) -> Option<u32> {
-    dockerd_args::user_values(&s.dockerd_args, "mtu")
+    s.dockerd_args
+        .values("mtu")
         .last()
         .and_then(|v| v.parse().ok())
         .or(p.daemon_json.mtu)
@@ -381,7 +399,7 @@ fn network_mtu(p: &SystemProbe, s: &Settings) -> Option<u32> {
 pub const DEFAULT_NETWORK_OPT_SINCE: (u32, u32) = (24, 0);
 
 fn iptables_decision(p: &SystemProbe, s: &Settings) -> Option<IptablesDecision> {
-    if dockerd_args::user_disabled_iptables(&s.dockerd_args) {
+    if s.dockerd_args.disabled_iptables() {
         return None;
     }
     Some(match choose_iptables(s.iptables_legacy, &p.iptables) {
@@ -406,7 +424,7 @@ pub fn shutdown_timeout_secs(stop_timeout: Duration) -> u64 {
 /// replaces our `--host` (then its first unix socket, if it has one).
 fn dockerd_socket(p: &SystemProbe, s: &Settings) -> PathBuf {
     let ours_dropped = p.daemon_json.sets("hosts");
-    let user = dockerd_args::user_values(&s.dockerd_args, "host");
+    let user = s.dockerd_args.values("host");
     let unix = |h: &&str| h.strip_prefix("unix://").map(PathBuf::from);
     if ours_dropped {
         let file: Vec<&str> = p.daemon_json.hosts.iter().map(String::as_str).collect();
@@ -423,7 +441,7 @@ pub fn dns_plan(p: &SystemProbe, s: &Settings) -> dns::DnsPlan {
         resolv: p.resolv_conf.as_ref(),
         addrs: &p.net.ipv4_addrs,
         default_route_interface: p.net.default_route_interface.as_deref(),
-        user_args: &s.dockerd_args,
+        user_args: s.dockerd_args.words(),
         daemon_json: &p.daemon_json,
     })
 }
@@ -502,7 +520,7 @@ pub fn dockerd_plan(
             shutdown_timeout_secs(s.stop_timeout)
         ),
     ));
-    let args = dockerd_args::merge(ours, &s.dockerd_args, &p.daemon_json.keys);
+    let args = dockerd_args::merge(ours, s.dockerd_args.words(), &p.daemon_json.keys);
     let path = if iptables_legacy {
         format!("{LEGACY_LINK_DIR}:{}", p.env.path)
     } else {
@@ -527,8 +545,24 @@ fn step(step: Step, optional: bool, why: impl Into<String>) -> PlannedStep {
     PlannedStep {
         step,
         optional,
+        blocks_dockerd: !optional,
         why: why.into(),
     }
+}
+
+/// A required group step: its failure is an error, but dockerd still starts.
+fn group_step(step: Step, why: impl Into<String>) -> PlannedStep {
+    PlannedStep {
+        step,
+        optional: false,
+        blocks_dockerd: false,
+        why: why.into(),
+    }
+}
+
+/// Who joins the docker (or host socket) group: the workspace user, not root.
+fn group_member(p: &SystemProbe) -> Option<String> {
+    p.workspace_user.clone().filter(|n| n != "root")
 }
 
 fn inner_daemon_steps(
@@ -537,7 +571,7 @@ fn inner_daemon_steps(
     sysbox: bool,
     legacy: bool,
 ) -> Vec<PlannedStep> {
-    let ipt_on = !dockerd_args::user_disabled_iptables(&s.dockerd_args);
+    let ipt_on = !s.dockerd_args.disabled_iptables();
     let mut steps = Vec::new();
     let stale: Vec<PathBuf> = p
         .pid_files
@@ -606,6 +640,7 @@ fn inner_daemon_steps(
         steps.push(step(
             Step::IptablesLegacyLinks {
                 dir: PathBuf::from(LEGACY_LINK_DIR),
+                version: p.iptables.legacy_version.clone(),
             },
             false,
             "dockerd must use the same iptables backend as the rules already in the kernel",
@@ -633,14 +668,18 @@ fn inner_daemon_steps(
             Step::GenerateTls {
                 dir: dir.clone(),
                 extra_sans: s.tls_san.clone(),
+                hostname: p.hostname.clone(),
+                ips: p.interface_ips.clone(),
             },
             false,
             "DOCKER_TLS_CERTDIR is set: dockerd listens on tcp 2376 with TLS",
         ));
     }
-    steps.push(step(
-        Step::EnsureDockerGroup { gid: s.docker_gid },
-        false,
+    steps.push(group_step(
+        Step::EnsureDockerGroup {
+            gid: s.docker_gid,
+            member: group_member(p),
+        },
         "the socket is root:docker 0660 and the workspace user is in docker",
     ));
     steps
@@ -675,7 +714,7 @@ fn daemon_json_warnings(p: &SystemProbe, s: &Settings, socket: &Path) -> Vec<War
             .iter()
             .find(|(_, k)| k == key)
             .map_or(key.as_str(), |(f, _)| f);
-        if dockerd_args::user_gave(&s.dockerd_args, flag) {
+        if s.dockerd_args.gave(flag) {
             w.push(warn(
                 format!("WS_DOCKERD_ARGS gives --{flag} and {file} sets \"{key}\": dockerd refuses to start when a setting comes from both"),
                 format!("keep only one: drop --{flag} from WS_DOCKERD_ARGS or \"{key}\" from {file}"),
@@ -687,7 +726,7 @@ fn daemon_json_warnings(p: &SystemProbe, s: &Settings, socket: &Path) -> Vec<War
         .hosts
         .iter()
         .map(String::as_str)
-        .chain(dockerd_args::user_values(&s.dockerd_args, "host"))
+        .chain(s.dockerd_args.values("host"))
         .any(|h| h == ours);
     if dj.sets("hosts") && !listens_on_ours {
         let message = if socket == Path::new(DOCKER_SOCKET) {
@@ -764,8 +803,7 @@ fn inner_daemon_warnings(
             "run with --runtime=sysbox-runc, or on a rootful engine with --privileged".to_string(),
         ));
     }
-    if let (TlsSetting::PlainTcp, false) = (&s.tls, dockerd_args::user_gave(&s.dockerd_args, "tls"))
-    {
+    if let (TlsSetting::PlainTcp, false) = (&s.tls, s.dockerd_args.gave("tls")) {
         w.push(warn(
             "DOCKER_TLS_CERTDIR is set but empty: dockerd listens on tcp 2375 without authentication",
             "set DOCKER_TLS_CERTDIR=/certs for TLS, or unset it for the unix socket only".to_string(),
@@ -813,9 +851,11 @@ fn host_socket_plan(
         return (steps, w);
     }
     if p.is_root() {
-        steps.push(step(
-            Step::AddUserToSocketGroup { gid },
-            false,
+        steps.push(group_step(
+            Step::AddUserToSocketGroup {
+                gid,
+                member: group_member(p),
+            },
             format!(
                 "the socket is group {gid} with mode {mode:o}: the workspace user joins that group"
             ),

@@ -2,8 +2,8 @@
 //!
 //! Every reader takes a root directory, so tests run the same code on captured
 //! fixture trees (`tests/fixtures/<case>/proc/self/mountinfo`, ...). The real
-//! system is `probe_system`, which is `probe_root("/")` plus the iptables
-//! command checks the plan asks for.
+//! system is `probe_real`, `probe_root("/")`; the iptables command checks run
+//! only as far as the plan asks for them (`bringup::probe_system`).
 
 pub mod binaries;
 pub mod caps;
@@ -131,6 +131,13 @@ pub struct SystemProbe {
     pub pid1_euid: Option<u32>,
     /// What rootless mode needs; probed only with `WS_DOCKER_ROOTLESS` on.
     pub rootless: Option<crate::rootless::probe::RootlessProbe>,
+    /// The passwd name of the user the main command runs as (`WS_USER` or
+    /// the default rule), when it has an entry: it joins the docker group.
+    pub workspace_user: Option<String>,
+    /// `/etc/hostname`, else the kernel's: the TLS server certificate names it.
+    pub hostname: String,
+    /// Every address of every interface, loopback included (upstream's SAN list).
+    pub interface_ips: Vec<std::net::IpAddr>,
     /// Inputs that could not be read or parsed (shown by doctor).
     pub errors: Vec<String>,
 }
@@ -220,7 +227,7 @@ fn dockerd_pids(root: &Path) -> Vec<i32> {
 }
 
 /// Probe everything cheap under `root` ("/" for the real system). The iptables
-/// command checks are left `None`; see [`probe_iptables_as_needed`].
+/// command checks are left `None`: `bringup::probe_system` runs those the plan needs.
 pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProbe {
     let mut errors = Vec::new();
     let mut read = |p: &str| match std::fs::read_to_string(root.join(p)) {
@@ -264,9 +271,11 @@ pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProb
     let docker_socket = socket::probe_socket(root, Path::new(DOCKER_SOCKET), &mounts);
     let docker_host_socket = settings
         .docker_host
-        .as_deref()
-        .and_then(|h| h.strip_prefix("unix://"))
-        .map(Path::new)
+        .as_ref()
+        .and_then(|h| match &h.endpoint {
+            Some(crate::config::docker_host::Endpoint::Unix(p)) => Some(p.as_path()),
+            _ => None,
+        })
         .filter(|p| p.is_absolute() && *p != Path::new(DOCKER_SOCKET))
         .map(|p| socket::probe_socket(root, p, &mounts));
 
@@ -290,7 +299,9 @@ pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProb
         is_mount_point: mounts.is_mount_point(&cdata),
         path: PathBuf::from(CONTAINERD_DATA_ROOT),
     };
-    let config_file = crate::plan::dockerd_args::user_values(&settings.dockerd_args, "config-file")
+    let config_file = settings
+        .dockerd_args
+        .values("config-file")
         .last()
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(daemon_json::DAEMON_JSON));
@@ -309,7 +320,7 @@ pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProb
         sysboxfs_mounts: mounts.sysboxfs_mounts(),
         docker_socket,
         docker_host_socket,
-        docker_host: settings.docker_host.clone(),
+        docker_host: settings.docker_host.as_ref().map(|h| h.value.clone()),
         net: net::probe_net(root),
         resolv_conf,
         docker_storage,
@@ -332,6 +343,13 @@ pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProb
         pid1_euid: std::fs::read_to_string(root.join("proc/1/status"))
             .ok()
             .and_then(|t| caps::parse_status(&t).uid.map(|u| u[1])),
+        workspace_user: crate::user::db::PasswdFile::parse(
+            &std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default(),
+        )
+        .workspace_user(settings.user.as_deref())
+        .map(|e| e.name),
+        hostname: net::hostname(root),
+        interface_ips: net::interface_ips(),
         rootless: settings
             .docker_rootless
             .then(|| crate::rootless::probe::probe_rootless(root, settings, &env.path)),
@@ -341,19 +359,10 @@ pub fn probe_root(root: &Path, settings: &Settings, env: ProbeEnv) -> SystemProb
     }
 }
 
-/// Run the iptables command checks, in upstream's order, only as far as the plan needs them.
-pub fn probe_iptables_as_needed(probe: &mut SystemProbe, settings: &Settings) {
-    while let Some(tool) = crate::plan::next_iptables_check(probe, settings) {
-        probe.iptables.check(tool);
-    }
-}
-
-/// Probe the real system, including the iptables checks the plan needs.
-/// It runs child processes and waits for them: call it before the reaper starts.
-pub fn probe_system(settings: &Settings) -> SystemProbe {
-    let mut p = probe_root(Path::new("/"), settings, ProbeEnv::from_process());
-    probe_iptables_as_needed(&mut p, settings);
-    p
+/// Probe the real system without the iptables command checks; bring-up
+/// runs those the plan asks for (see `bringup::probe_system`).
+pub fn probe_real(settings: &Settings) -> SystemProbe {
+    probe_root(Path::new("/"), settings, ProbeEnv::from_process())
 }
 
 #[cfg(test)]

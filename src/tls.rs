@@ -27,6 +27,7 @@
 
 pub mod x509;
 
+use crate::config::San;
 use std::ffi::OsStr;
 use std::io;
 use std::net::IpAddr;
@@ -142,14 +143,9 @@ pub fn parse_san(entry: &str) -> Result<SanType, TlsError> {
     let bad = || TlsError::BadSan {
         entry: entry.to_owned(),
     };
-    let (kind, value) = entry.split_once(':').ok_or_else(bad)?;
-    if value.is_empty() {
-        return Err(bad());
-    }
-    match kind.to_ascii_uppercase().as_str() {
-        "DNS" => Ok(SanType::DnsName(value.try_into().map_err(|_| bad())?)),
-        "IP" => Ok(SanType::IpAddress(value.parse().map_err(|_| bad())?)),
-        _ => Err(bad()),
+    match crate::config::parse_san(entry).ok_or_else(bad)? {
+        San::Dns(name) => Ok(SanType::DnsName(name.try_into().map_err(|_| bad())?)),
+        San::Ip(ip) => Ok(SanType::IpAddress(ip)),
     }
 }
 

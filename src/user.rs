@@ -18,11 +18,9 @@ use std::path::Path;
 
 pub use atomic::{write_atomically, write_atomically_with, Dir, Ownership};
 pub use db::{
-    ColonFile, GroupEntry, GroupFile, GshadowFile, PasswdEntry, PasswdFile, SubIdEntry, SubIdFile,
+    effective_user_name, ColonFile, GroupEntry, GroupFile, GshadowFile, PasswdEntry, PasswdFile,
+    SubIdEntry, SubIdFile, DEFAULT_WORKSPACE_USER,
 };
-
-/// The user the main command runs as when `WS_USER` is unset and it exists.
-pub const DEFAULT_WORKSPACE_USER: &str = "workspace";
 
 /// Resolved identity for the main command.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,16 +58,6 @@ pub enum UserError {
     Read { path: String, detail: String },
     #[error("cannot rewrite {path}: {detail}")]
     Write { path: String, detail: String },
-}
-
-/// The user named by `WS_USER` (`setting`), or the default rule: `workspace`
-/// if it exists, else `root`.
-pub fn effective_user_name<'a>(setting: Option<&'a str>, passwd: &PasswdFile) -> &'a str {
-    match setting {
-        Some(name) => name,
-        None if passwd.by_name(DEFAULT_WORKSPACE_USER).is_some() => DEFAULT_WORKSPACE_USER,
-        None => "root",
-    }
 }
 
 /// Resolve a user name (or a numeric uid) with its groups. A numeric uid

@@ -4,9 +4,10 @@
 
 use std::path::Path;
 
+use ws_init::bringup::probe_system;
 use ws_init::config::Settings;
 use ws_init::plan::{make_plan, next_iptables_check};
-use ws_init::probe::{probe_system, CgroupLayout, Ping};
+use ws_init::probe::{CgroupLayout, Ping};
 
 fn enabled() -> Settings {
     Settings {

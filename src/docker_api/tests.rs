@@ -1,6 +1,8 @@
 //! Protocol tests against real sockets served by the test itself.
 
 use super::*;
+use crate::config::DockerHost;
+use std::path::PathBuf;
 use tokio::net::{TcpListener, UnixListener};
 
 const DOCKER_OK: &[u8] = b"HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nContent-Length: 2\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nOK";
@@ -276,7 +278,7 @@ async fn wait_ready_gives_up_at_the_deadline_with_the_last_error() {
 async fn wait_docker_follows_the_settings() {
     let off = Settings::default();
     assert_eq!(
-        wait_docker_with(&off, None, Duration::ZERO).await.unwrap(),
+        wait_docker(&off, Duration::ZERO).await.unwrap(),
         WaitOutcome::Disabled
     );
 
@@ -285,13 +287,10 @@ async fn wait_docker_follows_the_settings() {
     serve_unix(&sock, DOCKER_OK);
     let on = Settings {
         docker_enable_client: true,
-        docker_host: Some(format!("unix://{}", sock.display())),
+        docker_host: Some(DockerHost::parse(&format!("unix://{}", sock.display()), false).unwrap()),
         ..Settings::default()
     };
-    match wait_docker_with(&on, None, Duration::from_secs(2))
-        .await
-        .unwrap()
-    {
+    match wait_docker(&on, Duration::from_secs(2)).await.unwrap() {
         WaitOutcome::Ready {
             endpoint,
             reachability,
@@ -304,13 +303,10 @@ async fn wait_docker_follows_the_settings() {
     }
 
     let ssh = Settings {
-        docker_host: Some("ssh://me@build".into()),
+        docker_host: Some(DockerHost::parse("ssh://me@build", false).unwrap()),
         ..on.clone()
     };
-    match wait_docker_with(&ssh, None, Duration::from_secs(2))
-        .await
-        .unwrap()
-    {
+    match wait_docker(&ssh, Duration::from_secs(2)).await.unwrap() {
         WaitOutcome::Ready { reachability, .. } => {
             assert_eq!(reachability, Reachability::Unchecked)
         }
@@ -318,10 +314,16 @@ async fn wait_docker_follows_the_settings() {
     }
 
     let gone = Settings {
-        docker_host: Some(format!("unix://{}", dir.path().join("gone.sock").display())),
+        docker_host: Some(
+            DockerHost::parse(
+                &format!("unix://{}", dir.path().join("gone.sock").display()),
+                false,
+            )
+            .unwrap(),
+        ),
         ..on
     };
-    let e = wait_docker_with(&gone, None, Duration::from_millis(100))
+    let e = wait_docker(&gone, Duration::from_millis(100))
         .await
         .unwrap_err();
     assert!(matches!(e, WaitError::NotReady(_)), "{e:?}");

@@ -134,7 +134,11 @@ fn near_privileged_on_hybrid_v1_remounts_cgroups_and_makes_root_shared() {
         "root is master:2, not shared"
     );
     assert!(st.contains(&&Step::MountSecurityfs));
-    assert!(st.contains(&&Step::EnsureDockerGroup { gid: 999 }));
+    // The fixture has no /etc/passwd: nobody to add.
+    assert!(st.contains(&&Step::EnsureDockerGroup {
+        gid: 999,
+        member: None
+    }));
     assert!(!st
         .iter()
         .any(|s| matches!(s, Step::CgroupV2Evacuate { .. })));
@@ -278,7 +282,13 @@ fn mounted_host_socket_gets_its_group_even_when_it_does_not_answer() {
     p105.docker_socket.gid = Some(105);
     p105.docker_socket.mode = Some(0o660);
     let plan = make_plan(&p105, &s);
-    assert_eq!(steps(&plan), [&Step::AddUserToSocketGroup { gid: 105 }]);
+    assert_eq!(
+        steps(&plan),
+        [&Step::AddUserToSocketGroup {
+            gid: 105,
+            member: None
+        }]
+    );
     let _ = gid;
 }
 
@@ -379,7 +389,7 @@ fn docker_host_kinds() {
     let p = probe("docker-plain", &enabled());
     let mode = |host: &str, tls: bool| {
         let s = Settings {
-            docker_host: Some(host.into()),
+            docker_host: Some(DockerHost::parse(host, tls).unwrap()),
             docker_tls_verify: tls,
             ..enabled()
         };
@@ -403,7 +413,7 @@ fn docker_host_kinds() {
         DockerMode::Impossible { .. }
     ));
     let s = Settings {
-        docker_host: Some("unix:///run/other.sock".into()),
+        docker_host: Some(DockerHost::parse("unix:///run/other.sock", false).unwrap()),
         ..enabled()
     };
     let plan = make_plan(&p, &s);
@@ -417,7 +427,7 @@ fn unix_docker_host_pointing_at_a_socket_is_host_socket_mode() {
     std::fs::create_dir_all(t.path().join("run/host")).unwrap();
     let _l = UnixListener::bind(t.path().join("run/host/docker.sock")).unwrap();
     let s = Settings {
-        docker_host: Some("unix:///run/host/docker.sock".into()),
+        docker_host: Some(DockerHost::parse("unix:///run/host/docker.sock", false).unwrap()),
         ..enabled()
     };
     let p = probe_root(t.path(), &s, env());
@@ -435,13 +445,18 @@ fn iptables_checks_are_requested_lazily_and_feed_the_plan() {
     assert_eq!(next_iptables_check(&p, &s), Some(IptablesTool::Legacy));
     p.iptables.legacy_works = Some(true);
     assert_eq!(next_iptables_check(&p, &s), None);
+    // Legacy chosen: its version is probed once, for the log, and carried by the step.
+    assert!(wants_iptables_legacy_version(&p, &s));
+    p.iptables.legacy_version = Some(Ok("iptables v1.8.9 (legacy)".into()));
+    assert!(!wants_iptables_legacy_version(&p, &s));
     let plan = make_plan(&p, &s);
     assert_eq!(
         plan.iptables.as_ref().unwrap().backend,
         IptablesBackend::Legacy
     );
     assert!(steps(&plan).contains(&&Step::IptablesLegacyLinks {
-        dir: LEGACY_LINK_DIR.into()
+        dir: LEGACY_LINK_DIR.into(),
+        version: Some(Ok("iptables v1.8.9 (legacy)".into())),
     }));
     let d = plan.dockerd.unwrap();
     assert!(d.iptables_legacy);
@@ -452,11 +467,12 @@ fn iptables_checks_are_requested_lazily_and_feed_the_plan() {
     );
     // --iptables=false from the user: nothing to check, no decision.
     let s2 = Settings {
-        dockerd_args: vec!["--iptables=false".into()],
+        dockerd_args: vec!["--iptables=false".into()].into(),
         ..enabled()
     };
     let p = probe("docker-near-privileged", &s2);
     assert_eq!(next_iptables_check(&p, &s2), None);
+    assert!(!wants_iptables_legacy_version(&p, &s2));
     assert!(make_plan(&p, &s2).iptables.is_none());
 }
 
@@ -482,9 +498,12 @@ fn dockerd_command_line() {
         tls: TlsSetting::CertDir("/certs".into()),
         tls_san: vec!["DNS:ws.example".into()],
         stop_timeout: Duration::from_secs(2),
-        dockerd_args: vec!["--debug".into(), "--shutdown-timeout".into(), "30".into()],
+        dockerd_args: vec!["--debug".into(), "--shutdown-timeout".into(), "30".into()].into(),
         ..enabled()
     };
+    let mut p = p;
+    p.hostname = "ws".into();
+    p.interface_ips = vec!["127.0.0.1".parse().unwrap(), "10.0.0.5".parse().unwrap()];
     let plan = make_plan(&p, &tls);
     let d = plan.dockerd.as_ref().unwrap();
     assert_eq!(
@@ -505,7 +524,9 @@ fn dockerd_command_line() {
     assert_eq!(d.tls_dir.as_deref(), Some(Path::new("/certs")));
     assert!(steps(&plan).contains(&&Step::GenerateTls {
         dir: "/certs".into(),
-        extra_sans: vec!["DNS:ws.example".into()]
+        extra_sans: vec!["DNS:ws.example".into()],
+        hostname: "ws".into(),
+        ips: vec!["127.0.0.1".parse().unwrap(), "10.0.0.5".parse().unwrap()],
     }));
 
     let plain = Settings {
@@ -539,7 +560,7 @@ fn mtu_flag_only_below_1500_and_only_if_the_user_gave_none() {
         .args
         .contains(&"--mtu=1400".to_string()));
     let user = Settings {
-        dockerd_args: vec!["--mtu=1300".into()],
+        dockerd_args: vec!["--mtu=1300".into()].into(),
         ..enabled()
     };
     let args = make_plan(&p, &user).dockerd.unwrap().args;
@@ -733,7 +754,7 @@ fn mtu_reaches_new_networks_from_dockerd_24_on() {
     with_dockerd(&mut p, "28.5.2+dfsg4");
     p.net.default_route_mtu = Some(1500);
     let user = Settings {
-        dockerd_args: vec!["--mtu".into(), "1300".into()],
+        dockerd_args: vec!["--mtu".into(), "1300".into()].into(),
         ..enabled()
     };
     let args = args_of(&p, &user);
@@ -748,7 +769,8 @@ fn mtu_reaches_new_networks_from_dockerd_24_on() {
     let own = Settings {
         dockerd_args: vec![
             "--default-network-opt=bridge=com.docker.network.driver.mtu=1200".into(),
-        ],
+        ]
+        .into(),
         ..enabled()
     };
     p.net.default_route_mtu = Some(1400);
@@ -802,7 +824,7 @@ fn ip6tables_is_checked_only_where_dockerd_turns_it_on_and_turned_off_when_it_fa
     assert_eq!(next_iptables_check(&p, &s), Some(IptablesTool::Ip6Legacy));
     // The user's flag or daemon.json decides: nothing is run, nothing added.
     let user = Settings {
-        dockerd_args: vec!["--ip6tables=true".into()],
+        dockerd_args: vec!["--ip6tables=true".into()].into(),
         ..enabled()
     };
     assert_eq!(next_iptables_check(&p, &user), None);
@@ -878,7 +900,7 @@ fn daemon_json_keys_are_left_out_and_its_socket_is_awaited() {
         r#"{"debug": true}"#,
     );
     let user = Settings {
-        dockerd_args: vec!["-D".into()],
+        dockerd_args: vec!["-D".into()].into(),
         ..enabled()
     };
     let plan = make_plan(&p, &user);
@@ -957,4 +979,43 @@ fn legacy_backend_moves_the_users_iptables_to_legacy_too() {
     assert!(!steps(&plan)
         .iter()
         .any(|s| matches!(s, Step::SetIptablesAlternatives { .. })));
+}
+
+#[test]
+fn the_plan_names_the_group_member_and_the_failure_policy() {
+    let s = enabled();
+    let mut p = probe("docker-near-privileged", &s);
+    let group = |p: &SystemProbe| {
+        make_plan(p, &s)
+            .steps
+            .into_iter()
+            .find(|st| matches!(st.step, Step::EnsureDockerGroup { .. }))
+            .unwrap()
+    };
+    p.workspace_user = Some("workspace".into());
+    let g = group(&p);
+    assert_eq!(
+        g.step,
+        Step::EnsureDockerGroup {
+            gid: 999,
+            member: Some("workspace".into())
+        }
+    );
+    // Required, yet group trouble costs socket access, not the daemon.
+    assert!(!g.optional && !g.blocks_dockerd);
+    p.workspace_user = Some("root".into());
+    assert_eq!(
+        group(&p).step,
+        Step::EnsureDockerGroup {
+            gid: 999,
+            member: None
+        }
+    );
+    for st in make_plan(&p, &s).steps {
+        if st.optional {
+            assert!(!st.blocks_dockerd, "{st:?}");
+        } else if !matches!(st.step, Step::EnsureDockerGroup { .. }) {
+            assert!(st.blocks_dockerd, "{st:?}");
+        }
+    }
 }

@@ -78,29 +78,12 @@ pub fn iptables_legacy_links(dir: &Path, sbin_dirs: &[&Path]) -> Result<PathBuf,
     Ok(dir.to_owned())
 }
 
-/// The first line of `BINARY --version` (e.g. `iptables v1.8.9 (legacy)`),
-/// logged so users can see which backend dockerd got.
+/// The first line of `BINARY --version` (e.g. `iptables v1.8.9 (legacy)`).
 pub fn iptables_version(binary: &Path) -> Result<String, PrepareError> {
-    let out = Command::new(binary)
-        .arg("--version")
-        .output()
-        .map_err(|e| PrepareError::IptablesVersion {
-            binary: binary.to_owned(),
-            detail: e.to_string(),
-        })?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().next().unwrap_or("").trim().to_owned();
-    if !out.status.success() || line.is_empty() {
-        return Err(PrepareError::IptablesVersion {
-            binary: binary.to_owned(),
-            detail: format!(
-                "{}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        });
-    }
-    Ok(line)
+    crate::probe::iptables::binary_version(binary).map_err(|detail| PrepareError::IptablesVersion {
+        binary: binary.to_owned(),
+        detail,
+    })
 }
 
 /// `update-alternatives --set NAME PATH` for each pair: the workspace's own

@@ -29,6 +29,10 @@ pub struct IptablesProbe {
     pub ip6_nft_works: Option<bool>,
     /// `ip6tables-legacy -t nat -nL` succeeded; `None` = not checked.
     pub ip6_legacy_works: Option<bool>,
+    /// `iptables-legacy --version`, probed when the plan gives dockerd the
+    /// legacy backend (logged so users see which backend dockerd got);
+    /// `None` = not run.
+    pub legacy_version: Option<Result<String, String>>,
     /// Where `/etc/alternatives/iptables` and `.../ip6tables` point (Debian's
     /// `update-alternatives`), when they are links: what a user's `iptables` runs.
     pub alternatives: Vec<(String, PathBuf)>,
@@ -108,6 +112,7 @@ pub fn probe_iptables_files(root: &Path, path_env: &str) -> IptablesProbe {
         ip6tables_legacy_path: super::binaries::resolve(root, path_env, "ip6tables-legacy").ok(),
         ip6_nft_works: None,
         ip6_legacy_works: None,
+        legacy_version: None,
         alternatives: ALTERNATIVES
             .iter()
             .filter_map(|n| {
@@ -163,6 +168,40 @@ impl IptablesProbe {
             path.as_deref()
                 .is_some_and(|p| run_check(p, tool.check_args(), CHECK_TIMEOUT)),
         );
+    }
+}
+
+/// The first line of `BINARY --version` (e.g. `iptables v1.8.9 (legacy)`);
+/// `Err` holds why not.
+pub fn binary_version(binary: &Path) -> Result<String, String> {
+    let out = Command::new(binary)
+        .arg("--version")
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().next().unwrap_or("").trim().to_owned();
+    if !out.status.success() || line.is_empty() {
+        return Err(format!(
+            "{}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(line)
+}
+
+impl IptablesProbe {
+    /// Run `iptables-legacy --version` (see [`IptablesProbe::legacy_version`]).
+    pub fn probe_legacy_version(&mut self) {
+        self.legacy_version = Some(match &self.iptables_legacy_path {
+            Some(p) => binary_version(p).map_err(|d| {
+                format!(
+                    "cannot run `{} --version`: {d}; check the `iptables` package",
+                    p.display()
+                )
+            }),
+            None => Err("no iptables-legacy on the search path".into()),
+        });
     }
 }
 

@@ -1,6 +1,6 @@
 //! Interfaces, their MTU, and which one carries the default route.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -86,6 +86,39 @@ pub fn probe_net(root: &Path) -> NetProbe {
             Vec::new()
         },
     }
+}
+
+/// `/etc/hostname`, else the kernel's.
+pub fn hostname(root: &Path) -> String {
+    std::fs::read_to_string(root.join("etc/hostname"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .map(|h| h.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Every address of every interface, loopback included (upstream's SAN list).
+pub fn interface_ips() -> Vec<IpAddr> {
+    let mut ips: Vec<IpAddr> = nix::ifaddrs::getifaddrs()
+        .map(|addrs| {
+            addrs
+                .filter_map(|a| a.address)
+                .filter_map(|s| {
+                    s.as_sockaddr_in()
+                        .map(|v4| IpAddr::V4(v4.ip()))
+                        .or_else(|| s.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ips.sort();
+    ips.dedup();
+    ips
 }
 
 #[cfg(test)]

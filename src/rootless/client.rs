@@ -5,9 +5,11 @@
 //! Written as root without following links (see `safe_fs`).
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
+
+use crate::config::Settings;
 
 use super::plan::CONTEXT_NAME;
 use super::safe_fs::{ensure_dir_at, open_dir, read_file_at, write_file_at};
@@ -85,6 +87,19 @@ pub fn write_context(home: &Path, uid: u32, gid: u32, socket: &Path) -> io::Resu
         write_file_at(&docker, "config.json", &to_bytes(v), 0o600, (uid, gid))?;
     }
     Ok(change)
+}
+
+/// The socket clients (`wait-docker`, the HEALTHCHECK) use in rootless mode:
+/// the workspace user's, looked up in /etc/passwd. `None` when rootless is off,
+/// `DOCKER_HOST` is set (it wins, as for the docker CLI) or the user is unknown.
+pub fn client_socket(settings: &Settings) -> Option<PathBuf> {
+    if !settings.docker_rootless || settings.docker_host.is_some() {
+        return None;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    let entry =
+        crate::user::db::PasswdFile::parse(&passwd).workspace_user(settings.user.as_deref())?;
+    (entry.uid != 0).then(|| super::plan::socket_path(entry.uid))
 }
 
 #[cfg(test)]

@@ -10,6 +10,16 @@ use crate::config::{Settings, TlsSetting};
 use crate::plan::{dockerd_args, shutdown_timeout_secs, DockerdPlan, Warning};
 use crate::probe::{SystemProbe, DOCKER_DATA_ROOT};
 
+/// `/run/user/<uid>`: the user's runtime directory (`XDG_RUNTIME_DIR`).
+pub fn runtime_dir(uid: u32) -> PathBuf {
+    PathBuf::from(format!("/run/user/{uid}"))
+}
+
+/// The rootless dockerd's socket for `uid`.
+pub fn socket_path(uid: u32) -> PathBuf {
+    runtime_dir(uid).join("docker.sock")
+}
+
 /// Ids given to the user's namespace: 65536 covers every uid an image uses
 /// (nobody is 65534), as `useradd` and dockerd-rootless-setuptool allocate.
 pub const SUBID_COUNT: u64 = 65536;
@@ -355,11 +365,11 @@ pub fn steps(p: &SystemProbe, r: &RootlessProbe, s: &Settings) -> Vec<RootlessSt
         out.push(RootlessStep::CreateTun);
     }
     out.push(RootlessStep::RuntimeDir {
-        path: super::runtime_dir(u.uid),
+        path: runtime_dir(u.uid),
         uid: u.uid,
         gid: u.gid,
     });
-    if !dockerd_args::user_gave(&s.dockerd_args, "data-root") {
+    if !s.dockerd_args.gave("data-root") {
         out.push(RootlessStep::DataRoot {
             volume: DOCKER_DATA_ROOT.into(),
             path: data_root(u),
@@ -367,7 +377,7 @@ pub fn steps(p: &SystemProbe, r: &RootlessProbe, s: &Settings) -> Vec<RootlessSt
             gid: u.gid,
         });
     }
-    let socket = super::socket_path(u.uid);
+    let socket = socket_path(u.uid);
     out.push(RootlessStep::ClientContext {
         home: u.home.clone(),
         uid: u.uid,
@@ -405,8 +415,8 @@ pub fn warnings(p: &SystemProbe, s: &Settings) -> Vec<Warning> {
 
 /// rootlesskit's flags (those of dockerd-rootless.sh), then dockerd's.
 pub fn dockerd_plan(p: &SystemProbe, user: &RootlessUser, s: &Settings) -> DockerdPlan {
-    let runtime = super::runtime_dir(user.uid);
-    let socket = super::socket_path(user.uid);
+    let runtime = runtime_dir(user.uid);
+    let socket = socket_path(user.uid);
     let mut ours: Vec<(&str, String)> = vec![
         ("host", format!("--host=unix://{}", socket.display())),
         (
@@ -447,7 +457,7 @@ pub fn dockerd_plan(p: &SystemProbe, user: &RootlessUser, s: &Settings) -> Docke
     .into();
     // Rootless dockerd reads ~/.config/docker/daemon.json, which the user owns
     // and may change at any time: a clash there is the user's to see in the log.
-    args.extend(dockerd_args::merge(ours, &s.dockerd_args, &[]));
+    args.extend(dockerd_args::merge(ours, s.dockerd_args.words(), &[]));
     // The file the probe found on the fixed search path (as for the rootful dockerd),
     // so the log names it and every restart runs the same one.
     let rootlesskit = p
@@ -484,7 +494,7 @@ pub fn report(p: &SystemProbe, r: &RootlessProbe) -> RootlessReport {
     let user = r.user.as_ref().filter(|u| u.uid != 0);
     RootlessReport {
         user: user.map(|u| u.name.clone()),
-        socket: user.map(|u| super::socket_path(u.uid)),
+        socket: user.map(|u| socket_path(u.uid)),
         data_root: user.map(data_root),
         prerequisites: prerequisites(p, r),
         limitations: limitations(p, r),

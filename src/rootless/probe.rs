@@ -9,8 +9,8 @@ use serde::Serialize;
 use crate::config::Settings;
 use crate::probe::binaries::resolve;
 use crate::probe::caps::parse_id_map_entries;
-pub use crate::user::SubIdEntry;
-use crate::user::{PasswdFile, SubIdFile};
+pub use crate::user::db::SubIdEntry;
+use crate::user::db::{effective_user_name, PasswdFile, SubIdFile};
 
 /// The user the rootless dockerd runs as.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -88,10 +88,9 @@ fn read_number(root: &Path, rel: &str) -> Option<u64> {
 pub fn probe_rootless(root: &Path, settings: &Settings, path_env: &str) -> RootlessProbe {
     let passwd =
         PasswdFile::parse(&std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default());
-    let user_name = crate::user::effective_user_name(settings.user.as_deref(), &passwd).to_string();
+    let user_name = effective_user_name(settings.user.as_deref(), &passwd).to_string();
     let user = passwd
-        .by_name(&user_name)
-        .or_else(|| user_name.parse().ok().and_then(|uid| passwd.by_uid(uid)))
+        .workspace_user(settings.user.as_deref())
         .map(|e| RootlessUser {
             name: e.name,
             uid: e.uid,

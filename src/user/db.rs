@@ -93,6 +93,19 @@ fn split_members(field: &str) -> Vec<String> {
         .collect()
 }
 
+/// The user the main command runs as when `WS_USER` is unset and it exists.
+pub const DEFAULT_WORKSPACE_USER: &str = "workspace";
+
+/// The user named by `WS_USER` (`setting`), or the default rule: `workspace`
+/// if it exists, else `root`.
+pub fn effective_user_name<'a>(setting: Option<&'a str>, passwd: &PasswdFile) -> &'a str {
+    match setting {
+        Some(name) => name,
+        None if passwd.by_name(DEFAULT_WORKSPACE_USER).is_some() => DEFAULT_WORKSPACE_USER,
+        None => "root",
+    }
+}
+
 /// `/etc/passwd`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct PasswdFile(pub ColonFile);
@@ -124,6 +137,14 @@ impl PasswdFile {
 
     pub fn by_name(&self, name: &str) -> Option<PasswdEntry> {
         self.entries().into_iter().find(|e| e.name == name)
+    }
+
+    /// The passwd entry of the user the main command runs as: `WS_USER`
+    /// (`setting`; a number names the entry with that uid), or the default rule.
+    pub fn workspace_user(&self, setting: Option<&str>) -> Option<PasswdEntry> {
+        let name = effective_user_name(setting, self);
+        self.by_name(name)
+            .or_else(|| name.parse().ok().and_then(|uid| self.by_uid(uid)))
     }
 
     pub fn by_uid(&self, uid: u32) -> Option<PasswdEntry> {

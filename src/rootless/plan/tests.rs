@@ -207,7 +207,7 @@ fn near_privileged_with_everything_is_rootless_with_its_steps() {
 fn the_users_data_root_wins_and_is_not_prepared() {
     let p = with("docker-near-privileged", good());
     let s = Settings {
-        dockerd_args: vec!["--data-root=/home/workspace/docker".into()],
+        dockerd_args: vec!["--data-root=/home/workspace/docker".into()].into(),
         ..rootless()
     };
     let plan = make_plan(&p, &s);
