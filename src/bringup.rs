@@ -36,9 +36,8 @@ pub enum ApplyError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Groups(#[from] user::UserError),
-    /// Rootless preparation reports its causes as text (`rootless::prepare`).
-    #[error("{0}")]
-    Rootless(String),
+    #[error(transparent)]
+    Rootless(#[from] crate::rootless::prepare::RootlessPrepareError),
 }
 
 /// What startup decided and whether the inner daemon may be started.
@@ -297,9 +296,7 @@ fn apply_step(step: &Step) -> Result<String, ApplyError> {
             info!("the host socket's group {group} (gid {gid}) is given to the workspace user");
             Ok(format!("group {group}"))
         }
-        Step::Rootless { action } => {
-            crate::rootless::prepare::apply(action).map_err(ApplyError::Rootless)
-        }
+        Step::Rootless { action } => Ok(crate::rootless::prepare::apply(action)?),
     }
 }
 

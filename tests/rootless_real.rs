@@ -58,7 +58,9 @@ fn runtime_dir_refuses_a_planted_link() {
     std::fs::create_dir(t.path().join("user")).unwrap();
     std::os::unix::fs::symlink(victim.path(), t.path().join("user/1000")).unwrap();
     let before = std::fs::metadata(victim.path()).unwrap();
-    let e = prepare::runtime_dir(&t.path().join("user/1000"), 1000, 1000).unwrap_err();
+    let e = prepare::runtime_dir(&t.path().join("user/1000"), 1000, 1000)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not followed"), "{e}");
     let after = std::fs::metadata(victim.path()).unwrap();
     assert_eq!((before.uid(), before.mode()), (after.uid(), after.mode()));
@@ -75,7 +77,7 @@ fn tun_device_is_created_once() {
         Ok(done) => assert!(done.contains("created"), "{done}"),
         // A filesystem mounted nodev (or no CAP_MKNOD): the message names the fix.
         Err(e) => {
-            assert!(e.contains("--device /dev/net/tun"), "{e}");
+            assert!(e.to_string().contains("--device /dev/net/tun"), "{e}");
             eprintln!("SKIP: cannot create device nodes here: {e}");
             return;
         }

@@ -1,7 +1,8 @@
 //! Carries out a `RootlessStep` as root; `Ok` says what was done.
 
+use std::io;
 use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
 
@@ -10,19 +11,64 @@ use super::plan::RootlessStep;
 use super::safe_fs::{ensure_dir_at, open_dir, read_file_at, write_file_at};
 use crate::user::SubIdFile;
 
-fn split(path: &Path) -> Result<(&Path, &str), String> {
+/// Why a rootless preparation step failed; the messages name the path and,
+/// where the user can act, the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum RootlessPrepareError {
+    #[error("{} has no parent directory", .0.display())]
+    NoParent(PathBuf),
+    /// Opening a directory the step works in (the cause names it).
+    #[error(transparent)]
+    OpenDir(io::Error),
+    #[error("{}: {source}", path.display())]
+    Path { path: PathBuf, source: io::Error },
+    #[error("cannot update {}: {source}", path.display())]
+    Update { path: PathBuf, source: io::Error },
+    #[error("{source}; {TUN_FIX}")]
+    TunOpen { source: io::Error },
+    #[error("{}/net: {source}; {TUN_FIX}", dev.display())]
+    TunDir { dev: PathBuf, source: io::Error },
+    #[error(
+        "cannot create {}/net/tun: {source}; rootlesskit cannot set up its network without it ({TUN_FIX})",
+        dev.display()
+    )]
+    TunNode { dev: PathBuf, source: io::Error },
+    #[error("{} is not a directory right below {}", parent.display(), volume.display())]
+    NotBelowVolume { parent: PathBuf, volume: PathBuf },
+    #[error(
+        "cannot write the docker CLI context in {}/.docker ({source}); use DOCKER_HOST=unix://{} instead",
+        home.display(),
+        socket.display()
+    )]
+    ClientContext {
+        home: PathBuf,
+        socket: PathBuf,
+        source: io::Error,
+    },
+}
+
+const TUN_FIX: &str = "pass the device: docker run --device /dev/net/tun";
+
+fn at(path: &Path) -> impl FnOnce(io::Error) -> RootlessPrepareError + '_ {
+    move |source| RootlessPrepareError::Path {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn split(path: &Path) -> Result<(&Path, &str), RootlessPrepareError> {
     match (path.parent(), path.file_name().and_then(|n| n.to_str())) {
         (Some(dir), Some(name)) => Ok((dir, name)),
-        _ => Err(format!("{} has no parent directory", path.display())),
+        _ => Err(RootlessPrepareError::NoParent(path.to_owned())),
     }
 }
 
 /// Adds `line` to a subordinate id file unless its owner already has a range there.
-pub fn add_subids(file: &Path, line: &str) -> Result<String, String> {
+pub fn add_subids(file: &Path, line: &str) -> Result<String, RootlessPrepareError> {
     let (dir, name) = split(file)?;
-    let dir_fd = open_dir(dir).map_err(|e| e.to_string())?;
+    let dir_fd = open_dir(dir).map_err(RootlessPrepareError::OpenDir)?;
     let existing = read_file_at(&dir_fd, name, 0)
-        .map_err(|e| format!("{}: {e}", file.display()))?
+        .map_err(at(file))?
         .unwrap_or_default();
     let mut subids = SubIdFile::parse(&String::from_utf8_lossy(&existing));
     let owner = line.split(':').next().unwrap_or_default();
@@ -34,17 +80,24 @@ pub fn add_subids(file: &Path, line: &str) -> Result<String, String> {
     }
     subids.append(line);
     let new = subids.0.render();
-    write_file_at(&dir_fd, name, new.as_bytes(), 0o644, (0, 0))
-        .map_err(|e| format!("cannot update {}: {e}", file.display()))?;
+    write_file_at(&dir_fd, name, new.as_bytes(), 0o644, (0, 0)).map_err(|source| {
+        RootlessPrepareError::Update {
+            path: file.to_owned(),
+            source,
+        }
+    })?;
     Ok(format!("added {line} to {}", file.display()))
 }
 
 /// `/dev/net/tun`, character device 10:200, mode 0666 as on a host.
-pub fn create_tun(dev: &Path) -> Result<String, String> {
-    let fix = "pass the device: docker run --device /dev/net/tun";
-    let dev_fd = open_dir(dev).map_err(|e| format!("{e}; {fix}"))?;
-    let (net, _) = ensure_dir_at(&dev_fd, "net", 0o755, None)
-        .map_err(|e| format!("{}/net: {e}; {fix}", dev.display()))?;
+pub fn create_tun(dev: &Path) -> Result<String, RootlessPrepareError> {
+    let dev_fd = open_dir(dev).map_err(|source| RootlessPrepareError::TunOpen { source })?;
+    let (net, _) = ensure_dir_at(&dev_fd, "net", 0o755, None).map_err(|source| {
+        RootlessPrepareError::TunDir {
+            dev: dev.to_owned(),
+            source,
+        }
+    })?;
     let name = c"tun";
     // SAFETY: plain system calls on a descriptor we own and a constant name.
     let r = unsafe {
@@ -58,10 +111,10 @@ pub fn create_tun(dev: &Path) -> Result<String, String> {
     if r != 0 {
         let e = std::io::Error::last_os_error();
         if e.raw_os_error() != Some(libc::EEXIST) {
-            return Err(format!(
-                "cannot create {}/net/tun: {e}; rootlesskit cannot set up its network without it ({fix})",
-                dev.display()
-            ));
+            return Err(RootlessPrepareError::TunNode {
+                dev: dev.to_owned(),
+                source: e,
+            });
         }
         return Ok("already there".into());
     }
@@ -73,14 +126,12 @@ pub fn create_tun(dev: &Path) -> Result<String, String> {
 /// The user's runtime directory: root-owned `/run/user`, then `<uid>` 0700
 /// owned by the user with a fresh tmpfs on it (nothing stale survives a
 /// `docker restart`); without the tmpfs (mount refused) the directory serves.
-pub fn runtime_dir(path: &Path, uid: u32, gid: u32) -> Result<String, String> {
+pub fn runtime_dir(path: &Path, uid: u32, gid: u32) -> Result<String, RootlessPrepareError> {
     let (parent, name) = split(path)?;
     let (grand, parent_name) = split(parent)?;
-    let g = open_dir(grand).map_err(|e| e.to_string())?;
-    let (p, _) = ensure_dir_at(&g, parent_name, 0o755, Some((0, 0)))
-        .map_err(|e| format!("{}: {e}", parent.display()))?;
-    let (d, _) = ensure_dir_at(&p, name, 0o700, Some((uid, gid)))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let g = open_dir(grand).map_err(RootlessPrepareError::OpenDir)?;
+    let (p, _) = ensure_dir_at(&g, parent_name, 0o755, Some((0, 0))).map_err(at(parent))?;
+    let (d, _) = ensure_dir_at(&p, name, 0o700, Some((uid, gid))).map_err(at(path))?;
     // Through the descriptor: the path is not looked up again.
     let target = format!("/proc/self/fd/{}", d.as_raw_fd());
     let data = format!("mode=0700,uid={uid},gid={gid}");
@@ -103,29 +154,29 @@ pub fn runtime_dir(path: &Path, uid: u32, gid: u32) -> Result<String, String> {
 }
 
 /// `volume/rootless/<user>` owned by the user; `volume` itself is left as it is.
-pub fn data_root(volume: &Path, path: &Path, uid: u32, gid: u32) -> Result<String, String> {
+pub fn data_root(
+    volume: &Path,
+    path: &Path,
+    uid: u32,
+    gid: u32,
+) -> Result<String, RootlessPrepareError> {
     let (parent, name) = split(path)?;
     let sub = parent
         .strip_prefix(volume)
         .ok()
         .and_then(|s| s.to_str())
         .filter(|s| !s.is_empty() && !s.contains('/'))
-        .ok_or_else(|| {
-            format!(
-                "{} is not a directory right below {}",
-                parent.display(),
-                volume.display()
-            )
+        .ok_or_else(|| RootlessPrepareError::NotBelowVolume {
+            parent: parent.to_owned(),
+            volume: volume.to_owned(),
         })?;
-    let v = open_dir(volume).map_err(|e| e.to_string())?;
-    let (rl, _) = ensure_dir_at(&v, sub, 0o755, Some((0, 0)))
-        .map_err(|e| format!("{}: {e}", parent.display()))?;
-    ensure_dir_at(&rl, name, 0o700, Some((uid, gid)))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let v = open_dir(volume).map_err(RootlessPrepareError::OpenDir)?;
+    let (rl, _) = ensure_dir_at(&v, sub, 0o755, Some((0, 0))).map_err(at(parent))?;
+    ensure_dir_at(&rl, name, 0o700, Some((uid, gid))).map_err(at(path))?;
     Ok(format!("{} owned by {uid}:{gid}", path.display()))
 }
 
-pub fn apply(step: &RootlessStep) -> Result<String, String> {
+pub fn apply(step: &RootlessStep) -> Result<String, RootlessPrepareError> {
     match step {
         RootlessStep::AddSubIds { file, line } => add_subids(file, line),
         RootlessStep::CreateTun => create_tun(Path::new("/dev")),
@@ -150,11 +201,11 @@ pub fn apply(step: &RootlessStep) -> Result<String, String> {
                 Ok(format!("context written; {name} stays current"))
             }
             Ok(change) => Ok(format!("context written: {change:?}")),
-            Err(e) => Err(format!(
-                "cannot write the docker CLI context in {}/.docker ({e}); use DOCKER_HOST=unix://{} instead",
-                home.display(),
-                socket.display()
-            )),
+            Err(source) => Err(RootlessPrepareError::ClientContext {
+                home: home.clone(),
+                socket: socket.clone(),
+                source,
+            }),
         },
     }
 }
@@ -212,5 +263,20 @@ mod tests {
         std::os::unix::fs::symlink(elsewhere.path(), vol.join("rootless/evil")).ok();
         assert!(data_root(&vol, &vol.join("rootless/evil"), me.0, me.1).is_err());
         assert!(data_root(&vol, &t.path().join("x/y"), me.0, me.1).is_err());
+    }
+
+    #[test]
+    fn errors_are_typed_and_keep_their_messages() {
+        let e = split(Path::new("/")).unwrap_err();
+        assert!(matches!(e, RootlessPrepareError::NoParent(_)));
+        assert_eq!(e.to_string(), "/ has no parent directory");
+        let e = data_root(Path::new("/v"), Path::new("/x/y"), 1, 1).unwrap_err();
+        assert!(matches!(e, RootlessPrepareError::NotBelowVolume { .. }));
+        assert_eq!(e.to_string(), "/x is not a directory right below /v");
+        let e = create_tun(Path::new("/nonexistent-dev")).unwrap_err();
+        assert!(matches!(e, RootlessPrepareError::TunOpen { .. }));
+        assert!(e
+            .to_string()
+            .ends_with("; pass the device: docker run --device /dev/net/tun"));
     }
 }
