@@ -113,20 +113,7 @@ pub fn parse_stat_comm(stat: &str) -> Option<&str> {
 /// of those named like a shim. Processes that end meanwhile are left out.
 pub fn read_table(proc: &Path) -> Vec<ProcEntry> {
     let mut table = Vec::new();
-    let Ok(entries) = std::fs::read_dir(proc) else {
-        return table;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
+    for (pid, stat) in procs::stat_entries(proc) {
         let (Some((state, ppid)), Some(comm)) = (procs::parse_stat(&stat), parse_stat_comm(&stat))
         else {
             continue;
@@ -135,7 +122,7 @@ pub fn read_table(proc: &Path) -> Vec<ProcEntry> {
             continue;
         }
         let exe = comm.starts_with(SHIM_PREFIX).then(|| {
-            std::fs::read_link(entry.path().join("exe"))
+            std::fs::read_link(proc.join(pid.to_string()).join("exe"))
                 .ok()
                 .map(|p| p.to_string_lossy().into_owned())
         });

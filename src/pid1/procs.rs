@@ -19,28 +19,33 @@ impl Proc {
     }
 }
 
+/// `(pid, text of /proc/PID/stat)` for every process in `proc` (`/proc` in
+/// production): the one walk of the process directory. Processes that end
+/// while the directory is read are left out.
+pub fn stat_entries(proc: &Path) -> Vec<(i32, String)> {
+    let Ok(entries) = std::fs::read_dir(proc) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            Some((pid, stat))
+        })
+        .collect()
+}
+
 /// Every process in `proc` (`/proc` in production). Processes that end while
 /// the directory is read are left out.
 pub fn read_table(proc: &Path) -> Vec<Proc> {
-    let mut table = Vec::new();
-    let Ok(entries) = std::fs::read_dir(proc) else {
-        return table;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) {
-            if let Some((state, ppid)) = parse_stat(&stat) {
-                table.push(Proc { pid, ppid, state });
-            }
-        }
-    }
-    table
+    stat_entries(proc)
+        .into_iter()
+        .filter_map(|(pid, stat)| {
+            let (state, ppid) = parse_stat(&stat)?;
+            Some(Proc { pid, ppid, state })
+        })
+        .collect()
 }
 
 /// State and parent PID from a `/proc/PID/stat` line. The command name may
@@ -133,6 +138,27 @@ mod tests {
 
     fn p(pid: i32, ppid: i32, state: char) -> Proc {
         Proc { pid, ppid, state }
+    }
+
+    #[test]
+    fn stat_entries_reads_numbered_directories_with_a_stat_file() {
+        let t = tempfile::tempdir().unwrap();
+        for (dir, stat) in [
+            ("12", Some("12 (a b) S 1 0")),
+            ("self", Some("x")),
+            ("13", None),
+        ] {
+            std::fs::create_dir(t.path().join(dir)).unwrap();
+            if let Some(stat) = stat {
+                std::fs::write(t.path().join(dir).join("stat"), stat).unwrap();
+            }
+        }
+        assert_eq!(
+            stat_entries(t.path()),
+            vec![(12, "12 (a b) S 1 0".to_string())]
+        );
+        assert_eq!(read_table(t.path()), vec![p(12, 1, 'S')]);
+        assert!(stat_entries(&t.path().join("missing")).is_empty());
     }
 
     #[test]
