@@ -236,9 +236,12 @@ fn apply_step(step: &Step) -> Result<String, ApplyError> {
         Step::MakeRootRshared => prepare::make_root_rshared(&RealSyscalls)
             .map(|()| "/ is rshared".to_string())
             .map_err(ApplyError::from),
-        Step::IptablesLegacyLinks { dir, version } => {
-            let sbin = [Path::new("/usr/sbin"), Path::new("/sbin")];
-            prepare::iptables_legacy_links(dir, &sbin)?;
+        Step::IptablesLegacyLinks {
+            dir,
+            version,
+            links,
+        } => {
+            prepare::iptables_legacy_links(dir, links)?;
             match version {
                 Some(Ok(v)) => info!("iptables: {v}"),
                 Some(Err(e)) => warn!("iptables --version failed: {e}"),

@@ -113,6 +113,9 @@ pub enum Step {
         dir: PathBuf,
         /// `iptables-legacy --version` as probed, for the log (`None`: not probed).
         version: Option<Result<String, String>>,
+        /// (link name, legacy binary) as probed, or why the binary is not
+        /// usable; apply looks nothing up.
+        links: Vec<crate::probe::iptables::LegacyLink>,
     },
     /// `update-alternatives --set NAME PATH` for each pair, so the workspace's
     /// own `iptables` shows the rules dockerd makes.
@@ -641,6 +644,7 @@ fn inner_daemon_steps(
             Step::IptablesLegacyLinks {
                 dir: PathBuf::from(LEGACY_LINK_DIR),
                 version: p.iptables.legacy_version.clone(),
+                links: p.iptables.legacy_links.clone(),
             },
             false,
             "dockerd must use the same iptables backend as the rules already in the kernel",

@@ -79,10 +79,11 @@ pub enum PrepareError {
         source: std::io::Error,
     },
     #[error(
-        "legacy iptables not found: no {binary} in {searched}; install the `iptables` package \
-         (Debian/Ubuntu: apt-get install iptables), or unset DOCKER_IPTABLES_LEGACY to use nft"
+        "legacy iptables not usable: {binary}: {why}; install the `iptables` package \
+         (Debian/Ubuntu: apt-get install iptables) with its programs owned by root and not \
+         writable by others, or unset DOCKER_IPTABLES_LEGACY to use nft"
     )]
-    IptablesLegacyMissing { binary: String, searched: String },
+    IptablesLegacyUnusable { binary: String, why: String },
     #[error("cannot create {path}: {source}; is /run writable?")]
     IptablesLinks {
         path: PathBuf,

@@ -318,9 +318,14 @@ fn legacy_links_to_the_installed_iptables() {
         eprintln!("SKIP: iptables-legacy not installed (apt-get install iptables)");
         return;
     }
+    // The targets as startup probes them: root-only binaries on the fixed search path.
+    let root = Path::new("/");
+    let search =
+        ws_init::probe::binaries::trusted_dirs(root, ws_init::probe::binaries::SEARCH_PATH);
+    let links = ws_init::probe::iptables::probe_iptables_files(root, &search).legacy_links;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("iptables-legacy");
-    prepare::iptables_legacy_links(&dir, &sbin).unwrap();
+    prepare::iptables_legacy_links(&dir, &links).unwrap();
     let v = prepare::iptables_version(&dir.join("iptables")).unwrap();
     assert!(v.starts_with("iptables v") && v.contains("legacy"), "{v}");
     let v6 = prepare::iptables_version(&dir.join("ip6tables")).unwrap();

@@ -449,6 +449,11 @@ fn iptables_checks_are_requested_lazily_and_feed_the_plan() {
     assert!(wants_iptables_legacy_version(&p, &s));
     p.iptables.legacy_version = Some(Ok("iptables v1.8.9 (legacy)".into()));
     assert!(!wants_iptables_legacy_version(&p, &s));
+    // The link targets come from the probe (root-only binaries), as they are.
+    p.iptables.legacy_links = vec![
+        ("iptables".into(), Ok("/usr/sbin/iptables-legacy".into())),
+        ("ip6tables".into(), Err("ip6tables-legacy not found".into())),
+    ];
     let plan = make_plan(&p, &s);
     assert_eq!(
         plan.iptables.as_ref().unwrap().backend,
@@ -457,6 +462,7 @@ fn iptables_checks_are_requested_lazily_and_feed_the_plan() {
     assert!(steps(&plan).contains(&&Step::IptablesLegacyLinks {
         dir: LEGACY_LINK_DIR.into(),
         version: Some(Ok("iptables v1.8.9 (legacy)".into())),
+        links: p.iptables.legacy_links.clone(),
     }));
     let d = plan.dockerd.unwrap();
     assert!(d.iptables_legacy);

@@ -13,24 +13,7 @@ use super::PrepareError;
 /// Where ws-init keeps the links by default (the caller may pass another).
 pub const DEFAULT_IPTABLES_LEGACY_DIR: &str = "/run/ws-init/iptables-legacy";
 
-/// (name dockerd calls, legacy binary it must reach). Debian's iptables
-/// package names the save/restore variants `iptables-legacy-save`, not
-/// `iptables-save-legacy`.
-pub const LEGACY_LINKS: [(&str, &str); 6] = [
-    ("iptables", "iptables-legacy"),
-    ("iptables-save", "iptables-legacy-save"),
-    ("iptables-restore", "iptables-legacy-restore"),
-    ("ip6tables", "ip6tables-legacy"),
-    ("ip6tables-save", "ip6tables-legacy-save"),
-    ("ip6tables-restore", "ip6tables-legacy-restore"),
-];
-
-fn find_in(sbin_dirs: &[&Path], name: &str) -> Option<PathBuf> {
-    sbin_dirs
-        .iter()
-        .map(|d| d.join(name))
-        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()))
-}
+pub use crate::probe::iptables::{LegacyLink, LEGACY_LINKS};
 
 /// Make `link` a symlink to `target`, replacing whatever is there atomically
 /// (symlink under a temporary name, then rename over).
@@ -47,23 +30,22 @@ fn replace_symlink(target: &Path, link: &Path) -> io::Result<()> {
 }
 
 /// Create `dir` (mode 0755) with the six `ip(6)tables[-save|-restore]` links
-/// pointing at the legacy binaries found in `sbin_dirs` (first match wins).
-/// Idempotent. All six binaries must exist, else nothing is created.
+/// pointing at the legacy binaries the probe resolved (`links`: link name and
+/// root-only target, or why there is none; nothing is looked up here).
+/// Idempotent. All six targets must be usable, else nothing is created.
 /// Returns `dir`, to prepend to dockerd's PATH.
-pub fn iptables_legacy_links(dir: &Path, sbin_dirs: &[&Path]) -> Result<PathBuf, PrepareError> {
+pub fn iptables_legacy_links(dir: &Path, links: &[LegacyLink]) -> Result<PathBuf, PrepareError> {
     let mut targets = Vec::with_capacity(LEGACY_LINKS.len());
     for (name, legacy) in LEGACY_LINKS {
-        let Some(target) = find_in(sbin_dirs, legacy) else {
-            return Err(PrepareError::IptablesLegacyMissing {
-                binary: legacy.to_owned(),
-                searched: sbin_dirs
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
+        let unusable = |why: String| PrepareError::IptablesLegacyUnusable {
+            binary: legacy.to_owned(),
+            why,
         };
-        targets.push((name, target));
+        match links.iter().find(|(n, _)| n == name) {
+            Some((_, Ok(target))) => targets.push((name, target.clone())),
+            Some((_, Err(why))) => return Err(unusable(why.clone())),
+            None => return Err(unusable("not probed".into())),
+        }
     }
     let err = |path: &Path| {
         let path = path.to_owned();
@@ -117,29 +99,35 @@ pub fn set_iptables_alternatives(set: &[(String, PathBuf)]) -> Result<(), Prepar
 mod tests {
     use super::*;
 
-    /// A fake sbin with executable scripts named like the legacy binaries;
-    /// each prints its own name for `--version`.
-    fn fake_sbin(root: &Path, skip: Option<&str>) -> PathBuf {
+    /// A fake sbin with executable scripts named like the legacy binaries
+    /// (each prints its own name for `--version`), and the links to them as
+    /// the probe reports them; `skip` is reported unusable.
+    fn fake_sbin(root: &Path, skip: Option<&str>) -> (PathBuf, Vec<LegacyLink>) {
         let sbin = root.join("sbin");
         std::fs::create_dir_all(&sbin).unwrap();
-        for (_, legacy) in LEGACY_LINKS {
+        let mut links = Vec::new();
+        for (name, legacy) in LEGACY_LINKS {
             if Some(legacy) == skip {
+                links.push((
+                    name.to_string(),
+                    Err(format!("/usr/sbin/{legacy} is owned by uid 1000, not root")),
+                ));
                 continue;
             }
             let p = sbin.join(legacy);
             std::fs::write(&p, format!("#!/bin/sh\necho \"{legacy} v0 (legacy)\"\n")).unwrap();
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            links.push((name.to_string(), Ok(p)));
         }
-        sbin
+        (sbin, links)
     }
 
     #[test]
     fn creates_links_idempotently_and_reports_version() {
         let tmp = tempfile::tempdir().unwrap();
-        let sbin = fake_sbin(tmp.path(), None);
-        let empty = tmp.path().join("empty");
+        let (sbin, links) = fake_sbin(tmp.path(), None);
         let dir = tmp.path().join("run/ws-init/iptables-legacy");
-        let got = iptables_legacy_links(&dir, &[&empty, &sbin]).unwrap();
+        let got = iptables_legacy_links(&dir, &links).unwrap();
         assert_eq!(got, dir);
         for (name, legacy) in LEGACY_LINKS {
             assert_eq!(
@@ -148,7 +136,7 @@ mod tests {
             );
         }
         // Second run: same result, no leftovers.
-        iptables_legacy_links(&dir, &[&sbin]).unwrap();
+        iptables_legacy_links(&dir, &links).unwrap();
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), LEGACY_LINKS.len());
         let v = iptables_version(&dir.join("iptables")).unwrap();
         assert_eq!(v, "iptables-legacy v0 (legacy)");
@@ -157,11 +145,11 @@ mod tests {
     #[test]
     fn replaces_a_wrong_link() {
         let tmp = tempfile::tempdir().unwrap();
-        let sbin = fake_sbin(tmp.path(), None);
+        let (sbin, links) = fake_sbin(tmp.path(), None);
         let dir = tmp.path().join("links");
         std::fs::create_dir_all(&dir).unwrap();
         std::os::unix::fs::symlink("/nonexistent", dir.join("iptables")).unwrap();
-        iptables_legacy_links(&dir, &[&sbin]).unwrap();
+        iptables_legacy_links(&dir, &links).unwrap();
         assert_eq!(
             std::fs::read_link(dir.join("iptables")).unwrap(),
             sbin.join("iptables-legacy")
@@ -169,15 +157,22 @@ mod tests {
     }
 
     #[test]
-    fn missing_binary_names_the_package_and_creates_nothing() {
+    fn unusable_binary_names_path_and_why_and_creates_nothing() {
         let tmp = tempfile::tempdir().unwrap();
-        let sbin = fake_sbin(tmp.path(), Some("ip6tables-legacy-save"));
+        let (_, links) = fake_sbin(tmp.path(), Some("ip6tables-legacy-save"));
         let dir = tmp.path().join("links");
-        let err = iptables_legacy_links(&dir, &[&sbin])
+        let err = iptables_legacy_links(&dir, &links).unwrap_err().to_string();
+        assert!(
+            err.contains("/usr/sbin/ip6tables-legacy-save is owned by uid 1000, not root"),
+            "{err}"
+        );
+        assert!(err.contains("`iptables` package"), "{err}");
+        assert!(!dir.exists());
+        // A link the probe did not report is not looked up here either.
+        let err = iptables_legacy_links(&dir, &links[..2])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("ip6tables-legacy-save"), "{err}");
-        assert!(err.contains("`iptables` package"), "{err}");
+        assert!(err.contains("iptables-legacy-restore: not probed"), "{err}");
         assert!(!dir.exists());
     }
 

@@ -9,6 +9,22 @@ use std::time::{Duration, Instant};
 pub const LEGACY_NAMES_FILES: [&str; 3] =
     ["ip_tables_names", "ip6_tables_names", "arp_tables_names"];
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// (name dockerd calls, legacy binary it must reach) for the legacy link
+/// directory. Debian's iptables package names the save/restore variants
+/// `iptables-legacy-save`, not `iptables-save-legacy`.
+pub const LEGACY_LINKS: [(&str, &str); 6] = [
+    ("iptables", "iptables-legacy"),
+    ("iptables-save", "iptables-legacy-save"),
+    ("iptables-restore", "iptables-legacy-restore"),
+    ("ip6tables", "ip6tables-legacy"),
+    ("ip6tables-save", "ip6tables-legacy-save"),
+    ("ip6tables-restore", "ip6tables-legacy-restore"),
+];
+
+/// A link of the legacy directory: its name, and the legacy binary it points
+/// at or why no usable one was found.
+pub type LegacyLink = (String, Result<PathBuf, String>);
+
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -33,6 +49,11 @@ pub struct IptablesProbe {
     /// legacy backend (logged so users see which backend dockerd got);
     /// `None` = not run.
     pub legacy_version: Option<Result<String, String>>,
+    /// For each of [`LEGACY_LINKS`]: the link name and the legacy binary it
+    /// points at, resolved like every program run as root
+    /// ([`super::binaries::resolve`]: root-owned, not writable by others),
+    /// or why none qualifies.
+    pub legacy_links: Vec<LegacyLink>,
     /// Where `/etc/alternatives/iptables` and `.../ip6tables` point (Debian's
     /// `update-alternatives`), when they are links: what a user's `iptables` runs.
     pub alternatives: Vec<(String, PathBuf)>,
@@ -113,6 +134,13 @@ pub fn probe_iptables_files(root: &Path, path_env: &str) -> IptablesProbe {
         ip6_nft_works: None,
         ip6_legacy_works: None,
         legacy_version: None,
+        legacy_links: LEGACY_LINKS
+            .iter()
+            .map(|(name, legacy)| {
+                let target = super::binaries::resolve(root, path_env, legacy);
+                (name.to_string(), target)
+            })
+            .collect(),
         alternatives: ALTERNATIVES
             .iter()
             .filter_map(|n| {
@@ -247,6 +275,40 @@ mod tests {
             p.ip6tables_path, None,
             "a world-writable ip6tables is run as root"
         );
+    }
+
+    #[test]
+    fn legacy_link_targets_must_be_root_only() {
+        if !nix::unistd::geteuid().is_root() {
+            return; // root-only means owned by root: the files must be ours
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("usr/sbin")).unwrap();
+        for (_, legacy) in LEGACY_LINKS {
+            let mode = if legacy == "ip6tables-legacy-save" {
+                0o777
+            } else {
+                0o755
+            };
+            let bin = t.path().join("usr/sbin").join(legacy);
+            std::fs::write(&bin, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        let p = probe_iptables_files(t.path(), "/usr/sbin");
+        assert_eq!(p.legacy_links.len(), LEGACY_LINKS.len());
+        for ((name, target), (want_name, legacy)) in p.legacy_links.iter().zip(LEGACY_LINKS) {
+            assert_eq!(name, want_name);
+            if legacy == "ip6tables-legacy-save" {
+                let why = target.as_ref().unwrap_err();
+                assert!(
+                    why.contains("/usr/sbin/ip6tables-legacy-save is writable by group or others"),
+                    "{why}"
+                );
+            } else {
+                assert_eq!(target, &Ok(Path::new("/usr/sbin").join(legacy)));
+            }
+        }
     }
 
     #[test]
