@@ -279,26 +279,38 @@ async fn wait_for_docker(
         warn!("dockerd was not started, so the main command starts without waiting for it (WS_DOCKER_WAIT)");
         return None;
     }
-    let ready = docker_api::wait_docker(settings, DOCKER_WAIT_LIMIT);
-    tokio::pin!(ready);
-    let failed = async {
+    let limit = DOCKER_WAIT_LIMIT.as_secs();
+    // A supervised dockerd already probes its own socket (daemon.json's
+    // `hosts` and the rootless socket included): its first start is the
+    // answer, so the socket is not polled a second time. Otherwise (a host
+    // socket, a remote engine) the endpoint is polled as `wait-docker` does.
+    let waited = async {
         match dockerd {
-            Some(h) => h.first_start().await.err(),
-            None => std::future::pending().await,
+            Some(h) => match tokio::time::timeout(DOCKER_WAIT_LIMIT, h.first_start()).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(why)) => Err(format!(
+                    "{why}: starting the main command without Docker (WS_DOCKER_WAIT)"
+                )),
+                Err(_) => Err(format!(
+                    "Docker did not answer within {limit}s; starting the main command anyway"
+                )),
+            },
+            None => docker_api::wait_docker(settings, DOCKER_WAIT_LIMIT)
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    format!("Docker did not answer within {limit}s ({e}); starting the main command anyway")
+                }),
         }
     };
-    tokio::pin!(failed);
+    tokio::pin!(waited);
     loop {
         tokio::select! {
-            r = &mut ready => {
+            r = &mut waited => {
                 match r {
-                    Ok(_) => info!("Docker answers: starting the main command (WS_DOCKER_WAIT)"),
-                    Err(e) => warn!("Docker did not answer within {}s ({e}); starting the main command anyway", DOCKER_WAIT_LIMIT.as_secs()),
+                    Ok(()) => info!("Docker answers: starting the main command (WS_DOCKER_WAIT)"),
+                    Err(why) => warn!("{why}"),
                 }
-                return None;
-            }
-            Some(why) = &mut failed => {
-                warn!("{why}: starting the main command without Docker (WS_DOCKER_WAIT)");
                 return None;
             }
             sig = inbox.recv() => {
