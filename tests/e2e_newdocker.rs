@@ -220,7 +220,12 @@ fn daemon_json_with_mtu_and_hosts_starts_dockerd_on_its_socket() {
     let mount = format!("{}:/etc/docker/daemon.json:ro", file.display());
     // No DOCKER_HOST for the container: a unix:// one naming a missing socket means a remote
     // engine to ws-init. The CLI below is pointed at the socket per command.
-    let c = Container::workspace(e, &unique("daemonjson"), &["-v", &mount]);
+    // WS_DOCKER_WAIT must follow that socket too, not wait 60 s for /var/run/docker.sock.
+    let c = Container::workspace(
+        e,
+        &unique("daemonjson"),
+        &["-v", &mount, "-e", "WS_DOCKER_WAIT=1"],
+    );
     // Readiness follows daemon.json's socket: ws-init logs it.
     let ready = support::wait_for(secs(120), || {
         let l = c.logs();
@@ -230,6 +235,18 @@ fn daemon_json_with_mtu_and_hosts_starts_dockerd_on_its_socket() {
     c.check(
         logs.contains("/run/docker-dj.sock"),
         "ws-init did not wait on daemon.json's socket",
+    );
+    let started = support::wait_for(secs(20), || {
+        c.logs()
+            .contains("Docker answers: starting the main command (WS_DOCKER_WAIT)")
+            .then_some(())
+    });
+    c.check(
+        started.is_some(),
+        &format!(
+            "WS_DOCKER_WAIT did not see daemon.json's socket answer:\n{}",
+            c.logs()
+        ),
     );
     let dh = ["env", "DOCKER_HOST=unix:///run/docker-dj.sock"];
     let mut cmd: Vec<&str> = dh.to_vec();
