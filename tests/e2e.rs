@@ -40,15 +40,7 @@ fn inner_daemon_serves_the_workspace_user() {
     );
 
     ws.import_busybox("bb");
-    let hello = ws.exec_ok(
-        Some("workspace"),
-        &["docker", "run", "--rm", "bb", "echo", "hello-inner"],
-        secs(120),
-    );
-    ws.check(
-        hello == "hello-inner",
-        &format!("inner container printed {hello:?}"),
-    );
+    ws.check_inner_echo("bb", "hello-inner", "");
 
     // The limit as the inner container's own cgroup sees it (v2 memory.max, v1 limit_in_bytes).
     let limit = ws.sh_ok(
@@ -534,15 +526,7 @@ fn restart_recovers_docker_and_keeps_images() {
 
     docker_ok(&["restart", &ws.name], secs(120));
     ws.wait_docker(90);
-    let out = ws.exec_ok(
-        Some("workspace"),
-        &["docker", "run", "--rm", "bb", "echo", "after-restart"],
-        secs(120),
-    );
-    ws.check(
-        out == "after-restart",
-        &format!("after restart the inner container printed {out:?}"),
-    );
+    ws.check_inner_echo("bb", "after-restart", "after restart ");
     drop(ws);
     drop(vol);
 }

@@ -113,15 +113,7 @@ fn rootless_docker_is_the_workspace_users_and_survives_kill_restart_and_stop() {
     );
 
     import_own_tools(&ws, "own");
-    let hello = ws.exec_ok(
-        Some("workspace"),
-        &["docker", "run", "--rm", "own", "echo", "hi-rootless"],
-        secs(120),
-    );
-    ws.check(
-        hello == "hi-rootless",
-        &format!("inner container printed {hello:?}"),
-    );
+    ws.check_inner_echo("own", "hi-rootless", "");
 
     // Root in an inner container is the workspace user outside: /etc/shadow stays closed.
     let before = ws.exec_ok(None, &["md5sum", "/etc/shadow"], secs(30));
@@ -185,15 +177,7 @@ fn rootless_docker_is_the_workspace_users_and_survives_kill_restart_and_stop() {
     // docker restart: images kept on the volume, Docker back.
     docker_ok(&["restart", &ws.name], secs(120));
     ws.wait_docker(120);
-    let out = ws.exec_ok(
-        Some("workspace"),
-        &["docker", "run", "--rm", "own", "echo", "after-restart"],
-        secs(120),
-    );
-    ws.check(
-        out == "after-restart",
-        &format!("after restart the inner container printed {out:?}"),
-    );
+    ws.check_inner_echo("own", "after-restart", "after restart ");
 
     // docker stop: SIGTERM reaches an inner container of the rootless daemon.
     check_stop_delivers_sigterm_inside(&ws, dir.path(), "own");

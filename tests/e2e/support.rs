@@ -343,6 +343,20 @@ impl Container {
         self.exec_ok(Some("workspace"), &["sh", "-c", script], timeout)
     }
 
+    /// As `workspace`, `docker run --rm IMAGE echo WORD` must print WORD (`when` names the
+    /// moment in the failure message, e.g. "after restart").
+    pub fn check_inner_echo(&self, image: &str, word: &str, when: &str) {
+        let out = self.exec_ok(
+            Some("workspace"),
+            &["docker", "run", "--rm", image, "echo", word],
+            secs(120),
+        );
+        self.check(
+            out == word,
+            &format!("{when}the inner container printed {out:?}, want {word:?}"),
+        );
+    }
+
     /// Waits until the Docker API seen from the workspace answers (`ws-init wait-docker`).
     pub fn wait_docker(&self, timeout_secs: u64) {
         let t = timeout_secs.to_string();
