@@ -13,6 +13,7 @@ pub mod dns;
 pub mod docker_api;
 pub mod dockerd;
 pub mod doctor;
+pub mod entry;
 pub mod exit;
 pub mod logging;
 pub mod pid1;

@@ -54,6 +54,8 @@ const TABLE: &[(&str, &str)] = &[
     ("doctor", "app"),
     ("logging", "app"),
     ("main", "app"),
+    ("entry", "app"),
+    ("bin", "app"),
     ("lib", "app"),
 ];
 

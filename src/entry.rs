@@ -1,0 +1,51 @@
+//! The full program's entry: `ws-init-bringup` (and, until the core takes
+//! over as PID 1, `ws-init` too).
+
+use std::process::ExitCode;
+
+use crate::cli::{self, Invocation};
+use crate::config::Settings;
+use crate::exit::EXIT_USAGE;
+
+pub fn main() -> ExitCode {
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let invocation = match cli::parse(&args) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("ws-init: {e}");
+            return ExitCode::from(EXIT_USAGE as u8);
+        }
+    };
+    if matches!(invocation, Invocation::Run(_)) {
+        // First, while ws-init has one thread: every thread inherits the mask.
+        crate::app::block_signals();
+    }
+    match invocation {
+        Invocation::Help => {
+            println!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Invocation::Version => {
+            println!("ws-init {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    // Configuration is validated before anything is started.
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ws-init: {e}");
+            return ExitCode::from(EXIT_USAGE as u8);
+        }
+    };
+    crate::logging::init(&settings);
+    let code = match invocation {
+        Invocation::Run(cmd) => crate::app::run(cmd, settings),
+        Invocation::Doctor { json } => crate::app::doctor(&settings, json),
+        Invocation::WaitDocker { timeout } => crate::app::wait_docker(&settings, timeout),
+        Invocation::StartDocker { timeout } => crate::detach::start_docker(settings, timeout),
+        Invocation::Help | Invocation::Version => unreachable!("handled above"),
+    };
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
