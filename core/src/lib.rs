@@ -6,4 +6,6 @@
 
 #[macro_use]
 pub mod log;
+pub mod handover;
 pub mod reactor;
+pub mod spawn;
