@@ -7,7 +7,7 @@
 //! check and say so ([`Reachability::TcpOnly`]). `ssh://` is the docker CLI's
 //! business: we cannot check it at all ([`Reachability::Unchecked`]).
 
-pub mod http;
+pub use ws_init_core::http;
 
 use std::fmt;
 use std::io;

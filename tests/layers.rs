@@ -22,7 +22,6 @@ const TABLE: &[(&str, &str)] = &[
     // Pure helpers that import nothing of the crate.
     ("exit", "base"),
     ("stop_budget", "base"),
-    ("docker_api::http", "base"),
     ("user::db", "base"),
     ("dns::message", "base"),
     // The environment, parsed once.

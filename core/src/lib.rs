@@ -7,5 +7,7 @@
 #[macro_use]
 pub mod log;
 pub mod handover;
+pub mod http;
+pub mod ping;
 pub mod reactor;
 pub mod spawn;
