@@ -73,10 +73,7 @@ impl PidFile {
     /// Left over from an earlier run: no dockerd/containerd lives under that pid now.
     /// (A live unrelated process with a reused pid still makes the file stale.)
     pub fn is_stale(&self) -> bool {
-        !self
-            .running
-            .as_deref()
-            .is_some_and(|c| c.starts_with("dockerd") || c.starts_with("containerd"))
+        ws_init_core::pidfiles::is_stale(self.running.as_deref())
     }
 }
 
@@ -152,11 +149,7 @@ fn rel(p: &Path) -> &Path {
     p.strip_prefix("/").unwrap_or(p)
 }
 
-fn comm_of(root: &Path, pid: i32) -> Option<String> {
-    std::fs::read_to_string(root.join(format!("proc/{pid}/comm")))
-        .ok()
-        .map(|s| s.trim().to_string())
-}
+use ws_init_core::pidfiles::comm_of;
 
 /// `docker*.pid` files under /run and /var/run, like upstream's
 /// `find /run /var/run -iname 'docker*.pid'` (depth-bounded; a /var/run symlink is not followed twice),
@@ -165,45 +158,10 @@ fn comm_of(root: &Path, pid: i32) -> Option<String> {
 /// new container, and dockerd then waits for a containerd that is not there and
 /// exits ("timeout waiting for containerd to start", seen in the e2e restart test).
 pub fn find_pid_files(root: &Path) -> Vec<PidFile> {
-    fn walk(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let Ok(ft) = e.file_type() else { continue };
-            let name = e.file_name().to_string_lossy().to_ascii_lowercase();
-            if ft.is_dir() && depth < 4 {
-                walk(&e.path(), depth + 1, out);
-            } else if ft.is_file()
-                && ((name.starts_with("docker") && name.ends_with(".pid"))
-                    || name == "containerd.pid")
-            {
-                out.push(e.path());
-            }
-        }
-    }
-    let mut found = Vec::new();
-    let mut seen_dirs = Vec::new();
-    for d in ["run", "var/run"] {
-        let dir = root.join(d);
-        // /var/run is usually a symlink to /run: its files are already listed.
-        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
-            continue;
-        }
-        if let Ok(c) = dir.canonicalize() {
-            if seen_dirs.contains(&c) {
-                continue;
-            }
-            seen_dirs.push(c);
-        }
-        walk(&dir, 0, &mut found);
-    }
-    found
+    ws_init_core::pidfiles::candidates(root)
         .into_iter()
         .map(|p| {
-            let pid = std::fs::read_to_string(&p)
-                .ok()
-                .and_then(|t| t.trim().parse().ok());
+            let pid = ws_init_core::pidfiles::read_pid(&p);
             PidFile {
                 running: pid.and_then(|pid| comm_of(root, pid)),
                 path: Path::new("/").join(p.strip_prefix(root).unwrap_or(&p)),

@@ -57,10 +57,11 @@ pub struct Dockerd {
     pub log_path: PathBuf,
     pub log_max_bytes: u64,
     pub log_gid: u32,
-    /// Removed before every start (pid files of an unclean stop).
-    pub stale_files: Vec<PathBuf>,
     /// Rootless: rootlesskit and dockerd run as this user.
     pub run_as: Option<RunAs>,
+    /// Its `--shutdown-timeout` (how long it gives inner containers after
+    /// SIGTERM), when its command line sets one; `Duration::MAX`: forever.
+    pub shutdown_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,11 +176,13 @@ impl Handover {
             w.put("dockerd.log_path", d.log_path.as_os_str().as_bytes());
             w.num("dockerd.log_max_bytes", d.log_max_bytes.into());
             w.num("dockerd.log_gid", d.log_gid.into());
-            for f in &d.stale_files {
-                w.put("dockerd.stale_file", f.as_os_str().as_bytes());
-            }
             if let Some(u) = &d.run_as {
                 w.user("dockerd.run_as", u);
+            }
+            match d.shutdown_timeout {
+                Some(Duration::MAX) => w.put("dockerd.shutdown_timeout_ms", "forever"),
+                Some(t) => w.num("dockerd.shutdown_timeout_ms", t.as_millis()),
+                None => {}
             }
         }
         if let Some(dns) = &self.dns {
@@ -219,11 +222,14 @@ impl Handover {
                 log_path: r.path("dockerd.log_path")?,
                 log_max_bytes: r.num("dockerd.log_max_bytes")?,
                 log_gid: r.num("dockerd.log_gid")?,
-                stale_files: r
-                    .all("dockerd.stale_file")
-                    .map(|b| PathBuf::from(OsString::from_vec(b.to_vec())))
-                    .collect(),
                 run_as: r.user("dockerd.run_as")?,
+                shutdown_timeout: match r.has("dockerd.shutdown_timeout_ms") {
+                    false => None,
+                    true if r.string("dockerd.shutdown_timeout_ms")? == "forever" => {
+                        Some(Duration::MAX)
+                    }
+                    true => Some(Duration::from_millis(r.num("dockerd.shutdown_timeout_ms")?)),
+                },
             })
         } else {
             None
@@ -378,8 +384,8 @@ mod tests {
                 log_path: PathBuf::from(OsString::from_vec(b"/var/log/d\xffockerd.log".to_vec())),
                 log_max_bytes: 10 << 20,
                 log_gid: 2375,
-                stale_files: vec!["/var/run/docker.pid".into(), "/run/containerd.pid".into()],
                 run_as: Some(user("dev")),
+                shutdown_timeout: Some(Duration::MAX),
             }),
             dns: Some(Dns {
                 listen: "172.17.0.2:53".parse().unwrap(),

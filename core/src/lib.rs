@@ -6,8 +6,14 @@
 
 #[macro_use]
 pub mod log;
+pub mod entry;
 pub mod handover;
 pub mod http;
 pub mod ping;
 pub mod reactor;
+pub mod reaper;
 pub mod spawn;
+pub mod supervise_docker;
+pub mod supervisor;
+pub mod workspace;
+pub mod pidfiles;

@@ -1,0 +1,121 @@
+//! Stale pid files: after an unclean stop (`docker restart`, OOM kill, a
+//! crash) dockerd finds its old pid file and refuses to start, and a stale
+//! `containerd.pid` can name a reused pid that dockerd then waits on. The
+//! supervisor clears them before every start; bring-up's probe lists them
+//! with the same walk.
+
+use std::path::{Path, PathBuf};
+
+/// `docker*.pid` files (any case) and `containerd.pid` under `root`'s /run
+/// and /var/run, like upstream's `find /run /var/run -iname 'docker*.pid'`
+/// (depth-bounded; a /var/run symlink is not walked twice). Paths are
+/// under `root`.
+pub fn candidates(root: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            // DirEntry's type does not follow links: a link is neither.
+            let Ok(ft) = e.file_type() else { continue };
+            let name = e.file_name().to_string_lossy().to_ascii_lowercase();
+            if ft.is_dir() && depth < 4 {
+                walk(&e.path(), depth + 1, out);
+            } else if ft.is_file()
+                && ((name.starts_with("docker") && name.ends_with(".pid"))
+                    || name == "containerd.pid")
+            {
+                out.push(e.path());
+            }
+        }
+    }
+    let mut found = Vec::new();
+    let mut seen_dirs = Vec::new();
+    for d in ["run", "var/run"] {
+        let dir = root.join(d);
+        // /var/run is usually a symlink to /run: its files are already listed.
+        if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            continue;
+        }
+        if let Ok(c) = dir.canonicalize() {
+            if seen_dirs.contains(&c) {
+                continue;
+            }
+            seen_dirs.push(c);
+        }
+        walk(&dir, 0, &mut found);
+    }
+    found
+}
+
+/// The pid a pid file names, if it holds one.
+pub fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The command name of live process `pid` under `root`'s /proc.
+pub fn comm_of(root: &Path, pid: i32) -> Option<String> {
+    std::fs::read_to_string(root.join(format!("proc/{pid}/comm")))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Left over from an earlier run: no dockerd/containerd lives under that
+/// pid now (a live unrelated process with a reused pid still makes it stale).
+pub fn is_stale(running: Option<&str>) -> bool {
+    !running.is_some_and(|c| c.starts_with("dockerd") || c.starts_with("containerd"))
+}
+
+/// Removes the stale ones among [`candidates`] under `/`; returns what was
+/// removed, and the first failure with its path.
+pub fn remove_stale() -> (Vec<PathBuf>, Option<(PathBuf, std::io::Error)>) {
+    let root = Path::new("/");
+    let mut removed = Vec::new();
+    for path in candidates(root) {
+        let running = read_pid(&path).and_then(|pid| comm_of(root, pid));
+        if !is_stale(running.as_deref()) {
+            continue;
+        }
+        // unlink never follows the last component; the directories above
+        // are root's (/run, /var/run/docker).
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return (removed, Some((path, e))),
+        }
+    }
+    (removed, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_and_containerd_pid_files_are_found_and_judged() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        std::fs::create_dir_all(r.join("run/docker/containerd")).unwrap();
+        std::os::unix::fs::symlink("../run", r.join("var-run-link")).unwrap();
+        std::fs::create_dir_all(r.join("var")).unwrap();
+        std::os::unix::fs::symlink("../run", r.join("var/run")).unwrap();
+        for f in ["run/docker.pid", "run/DOCKER-x.PID", "run/docker/containerd/containerd.pid", "run/other.pid"] {
+            std::fs::write(r.join(f), "1").unwrap();
+        }
+        let mut found: Vec<_> = candidates(r)
+            .iter()
+            .map(|p| p.strip_prefix(r).unwrap().to_path_buf())
+            .collect();
+        found.sort();
+        let want: Vec<PathBuf> = ["run/DOCKER-x.PID", "run/docker.pid", "run/docker/containerd/containerd.pid"]
+            .iter()
+            .map(PathBuf::from)
+            .collect();
+        assert_eq!(found, want);
+        assert!(is_stale(None));
+        assert!(is_stale(Some("bash")));
+        assert!(!is_stale(Some("dockerd")));
+        assert!(!is_stale(Some("containerd")));
+        assert_eq!(read_pid(&r.join("run/docker.pid")), Some(1));
+    }
+}
