@@ -6,4 +6,10 @@
 
 #[macro_use]
 pub mod log;
+pub mod exit;
+pub mod pid1;
+pub mod procs;
 pub mod reactor;
+pub mod signals;
+pub mod spawn;
+pub mod stop_budget;
