@@ -6,6 +6,7 @@
 
 #[macro_use]
 pub mod log;
+pub mod backoff;
 pub mod exit;
 pub mod pid1;
 pub mod procs;
@@ -13,3 +14,4 @@ pub mod reactor;
 pub mod signals;
 pub mod spawn;
 pub mod stop_budget;
+pub mod supervise;
