@@ -9,9 +9,9 @@
 //!   its decisions are a pure state machine (`ws_init_core::supervise::machine`),
 //!   the task only performs them.
 
-pub mod inner_containers;
 pub mod logs;
 pub mod supervise;
 
 pub use supervise::{DockerdHandle, DockerdSpec, NotRunning, State, Supervisor};
 pub use ws_init_core::backoff::{self, Backoff, BackoffPolicy};
+pub use ws_init_core::inner_containers;

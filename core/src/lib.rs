@@ -8,6 +8,7 @@
 pub mod log;
 pub mod backoff;
 pub mod exit;
+pub mod inner_containers;
 pub mod pid1;
 pub mod procs;
 pub mod reactor;
