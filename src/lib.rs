@@ -14,13 +14,14 @@ pub mod docker_api;
 pub mod dockerd;
 pub mod doctor;
 pub mod entry;
-pub mod exit;
 pub mod logging;
 pub mod pid1;
 pub mod plan;
 pub mod prepare;
 pub mod probe;
 pub mod rootless;
-pub mod stop_budget;
 pub mod tls;
 pub mod user;
+
+// Moved to the libc-only core (issue 17); the old paths keep working.
+pub use ws_init_core::{exit, stop_budget};

@@ -15,28 +15,35 @@
 //!   reaper, every other catchable signal goes to the lead through an
 //!   [`Inbox`].
 
-pub mod procs;
-pub mod signals;
+mod signalfd;
+
+/// The signals' core ([`ws_init_core::signals`]), with the runtime's
+/// asynchronous [`SignalFd`](signalfd::SignalFd) in place of the core's
+/// non-blocking one.
+pub mod signals {
+    pub use super::signalfd::SignalFd;
+    pub use ws_init_core::signals::*;
+}
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 use std::rc::Rc;
 use std::time::Duration;
 
-use nix::errno::Errno;
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
 use crate::exit::ChildExit;
-pub use procs::{descendants, descendants_of, parse_stat_ppid};
 use signals::{Action, SignalFd};
+use ws_init_core::pid1::whole_namespace;
+pub use ws_init_core::pid1::{become_subreaper_if_needed, stdin_is_tty};
+pub use ws_init_core::procs::{self, descendants, descendants_of, parse_stat_ppid};
+pub use ws_init_core::spawn::{configure_child, set_signal_disposition, RunAs};
 
 #[derive(Default)]
 struct Table {
@@ -231,33 +238,33 @@ impl Reaper {
     pub fn reap_all(&self) {
         let mut table = self.table.borrow_mut();
         loop {
-            match waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) => {
-                    table.has_children = true;
-                    break;
+            let mut status = 0;
+            // SAFETY: waitpid writes one int through the pointer it is given.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid == 0 {
+                table.has_children = true;
+                break;
+            }
+            if pid < 0 {
+                let e = io::Error::last_os_error();
+                match e.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    Some(libc::ECHILD) => table.has_children = false,
+                    _ => tracing::warn!("waitpid failed: {e}"),
                 }
-                Ok(status) => {
-                    if let Some((pid, exit)) = ChildExit::from_wait_status(status) {
-                        match table.waiting.remove(&pid) {
-                            Some(tx) => {
-                                tracing::debug!(pid, %exit, "child ended");
-                                let _ = tx.send(exit);
-                            }
-                            None => {
-                                table.orphans_reaped += 1;
-                                tracing::trace!(pid, %exit, "reaped orphan");
-                            }
-                        }
-                    }
+                break;
+            }
+            let Some(exit) = ChildExit::from_raw_wait_status(status) else {
+                continue;
+            };
+            match table.waiting.remove(&pid) {
+                Some(tx) => {
+                    tracing::debug!(pid, %exit, "child ended");
+                    let _ = tx.send(exit);
                 }
-                Err(Errno::EINTR) => continue,
-                Err(Errno::ECHILD) => {
-                    table.has_children = false;
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!("waitpid failed: {e}");
-                    break;
+                None => {
+                    table.orphans_reaped += 1;
+                    tracing::trace!(pid, %exit, "reaped orphan");
                 }
             }
         }
@@ -371,133 +378,4 @@ impl Reaper {
         self.wait_nothing_left(Instant::now() + Duration::from_secs(2))
             .await;
     }
-}
-
-/// Our pid when we are PID 1 and `/proc` is our namespace's, so that every
-/// process in it is ours to see and signal; `None` otherwise.
-fn whole_namespace() -> Option<i32> {
-    (std::process::id() == 1 && procs::proc_is_ours(Path::new("/proc"))).then_some(1)
-}
-
-/// Who the main command runs as.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunAs {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-    pub groups: Vec<u32>,
-    pub home: String,
-    pub shell: String,
-}
-
-/// Prepares `cmd` to start as a clean child: its own process group (in the
-/// foreground of the terminal, if stdin is one), default signal dispositions
-/// and an empty mask, and, for a user other than root, that user's ids and
-/// groups with every capability gone (setuid away from root clears the
-/// permitted, effective and ambient sets).
-pub fn configure_child(cmd: &mut Command, run_as: Option<&RunAs>, foreground_tty: bool) {
-    if let Some(user) = run_as {
-        cmd.env("HOME", &user.home)
-            .env("USER", &user.name)
-            .env("LOGNAME", &user.name);
-        if std::env::var_os("SHELL").is_none() && !user.shell.is_empty() {
-            cmd.env("SHELL", &user.shell);
-        }
-    }
-    let ids = run_as.map(|u| (u.uid, u.gid, u.groups.clone()));
-    // SAFETY: the closure runs between fork and exec and only calls
-    // async-signal-safe functions on data prepared before the fork.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setpgid(0, 0) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if foreground_tty {
-                // We are a background group until tcsetpgrp succeeds, so
-                // SIGTTOU must not stop us while we take the terminal.
-                libc::signal(libc::SIGTTOU, libc::SIG_IGN);
-                libc::tcsetpgrp(0, libc::getpid());
-            }
-            // Every signal up to SIGRTMAX included, through the raw system
-            // call: glibc's and musl's wrappers refuse the signals they keep
-            // for themselves (32..=34), and those arrive ignored from a
-            // parent that used glibc's posix_spawn.
-            for sig in 1..=64 {
-                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    set_signal_disposition(sig, libc::SIG_DFL);
-                }
-            }
-            // ws-init blocks every signal (32..=34 included, which libc's
-            // sigprocmask would keep): the raw system call clears them all.
-            signals::clear_mask();
-            if let Some((uid, gid, groups)) = &ids {
-                if libc::setgroups(groups.len(), groups.as_ptr()) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                if libc::setresgid(*gid, *gid, *gid) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                if libc::setresuid(*uid, *uid, *uid) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
-}
-
-/// The kernel's `struct sigaction` (x86_64, aarch64): the raw system call
-/// takes this layout, not libc's. Other architectures differ (no `restorer`
-/// on riscv64, `flags` first on mips, a 128-bit mask on 32-bit ones), so they
-/// get a build error rather than a wrong layout.
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-compile_error!(
-    "KernelSigaction in src/pid1.rs has the kernel's struct sigaction layout of x86_64 and \
-     aarch64 only: add this architecture's layout (see arch/*/include/uapi/asm/signal.h)"
-);
-#[repr(C)]
-struct KernelSigaction {
-    handler: libc::sighandler_t,
-    flags: libc::c_ulong,
-    restorer: usize,
-    mask: u64,
-}
-
-/// Sets `sig`'s disposition (`SIG_DFL`, `SIG_IGN`) by `rt_sigaction` itself:
-/// the libc wrappers refuse the signals glibc and musl keep for themselves
-/// (32..=34). Async-signal-safe. Returns the system call's result (0 = done).
-pub fn set_signal_disposition(sig: i32, handler: libc::sighandler_t) -> i32 {
-    let act = KernelSigaction {
-        handler,
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    };
-    // SAFETY: a valid struct for the duration of the call, no old action asked.
-    unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigaction,
-            sig,
-            &act as *const KernelSigaction,
-            std::ptr::null_mut::<KernelSigaction>(),
-            std::mem::size_of::<u64>(),
-        ) as i32
-    }
-}
-
-/// Whether fd 0 is a terminal we can hand to the main command.
-pub fn stdin_is_tty() -> bool {
-    nix::unistd::isatty(0).unwrap_or(false)
-}
-
-/// Become a child subreaper when not PID 1, so orphans still come to us.
-pub fn become_subreaper_if_needed() -> io::Result<bool> {
-    if std::process::id() == 1 {
-        return Ok(false);
-    }
-    // SAFETY: plain prctl with integer arguments.
-    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(true)
 }

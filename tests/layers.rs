@@ -19,7 +19,10 @@ const LAYERS: [&str; 7] = [
 /// Module path (as under `crate::`) → layer. The longest matching prefix
 /// wins, so a submodule can sit below its parent (`rootless::probe`).
 const TABLE: &[(&str, &str)] = &[
-    // Pure helpers that import nothing of the crate.
+    // Pure helpers that import nothing of the crate. `exit` and
+    // `stop_budget` are re-exports of ws_init_core's (as are
+    // `dockerd::{backoff, inner_containers}` and `pid1::{procs, signals}`,
+    // in their parents' layer): the core depends on libc only.
     ("exit", "base"),
     ("stop_budget", "base"),
     ("user::db", "base"),

@@ -6,14 +6,22 @@
 
 #[macro_use]
 pub mod log;
+pub mod backoff;
 pub mod entry;
+pub mod exit;
 pub mod handover;
 pub mod http;
+pub mod inner_containers;
+pub mod pid1;
+pub mod pidfiles;
 pub mod ping;
+pub mod procs;
 pub mod reactor;
 pub mod reaper;
+pub mod signals;
 pub mod spawn;
+pub mod stop_budget;
+pub mod supervise;
 pub mod supervise_docker;
 pub mod supervisor;
 pub mod workspace;
-pub mod pidfiles;

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::exit::ChildExit;
+use crate::pid1::whole_namespace;
 use crate::procs;
 
 #[derive(Debug, Default)]
@@ -16,20 +17,6 @@ pub struct Children {
     registered: Vec<(i32, Option<ChildExit>)>,
     orphans_reaped: u64,
     has_children: bool,
-}
-
-/// How a `waitpid` status ended a process (`None`: stopped or continued).
-pub fn decode_status(status: i32) -> Option<ChildExit> {
-    if libc::WIFEXITED(status) {
-        Some(ChildExit::Exited(libc::WEXITSTATUS(status)))
-    } else if libc::WIFSIGNALED(status) {
-        Some(ChildExit::Signaled {
-            signal: libc::WTERMSIG(status),
-            core_dumped: libc::WCOREDUMP(status),
-        })
-    } else {
-        None
-    }
 }
 
 impl Children {
@@ -62,7 +49,7 @@ impl Children {
                 }
                 return;
             }
-            let Some(exit) = decode_status(status) else {
+            let Some(exit) = ChildExit::from_raw_wait_status(status) else {
                 continue;
             };
             match self
@@ -179,36 +166,9 @@ pub fn all_gone(pids: &[i32]) -> bool {
         .any(|p| p.alive() && pids.contains(&p.pid))
 }
 
-/// Our pid when we are PID 1 and `/proc` is our namespace's, so that every
-/// process in it is ours to see and signal; `None` otherwise.
-pub fn whole_namespace() -> Option<i32> {
-    (std::process::id() == 1 && procs::proc_is_ours(Path::new("/proc"))).then_some(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn statuses_decode_like_the_shell_reports_them() {
-        assert_eq!(decode_status(3 << 8), Some(ChildExit::Exited(3)));
-        assert_eq!(
-            decode_status(libc::SIGKILL),
-            Some(ChildExit::Signaled {
-                signal: libc::SIGKILL,
-                core_dumped: false
-            })
-        );
-        assert_eq!(
-            decode_status(libc::SIGSEGV | 0x80),
-            Some(ChildExit::Signaled {
-                signal: libc::SIGSEGV,
-                core_dumped: true
-            })
-        );
-        // Stopped: not an end.
-        assert_eq!(decode_status((libc::SIGSTOP << 8) | 0x7f), None);
-    }
 
     #[test]
     fn a_registered_child_keeps_its_status_until_taken() {

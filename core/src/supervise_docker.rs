@@ -72,7 +72,7 @@ pub fn run(taken: Taken) -> i32 {
         }
     };
     crate::log::init(h.log_level, h.log_json);
-    if let Err(e) = crate::spawn::become_subreaper_if_needed() {
+    if let Err(e) = crate::pid1::become_subreaper_if_needed() {
         warn!(
             "cannot become child subreaper ({e}); orphans of dockerd's subtree are reaped by PID 1"
         );

@@ -20,7 +20,8 @@ use crate::handover::{self, DockerWait, Handover};
 use crate::reactor::{after, earliest, Interest};
 use crate::reaper::{all_gone, Children};
 use crate::signals::{self, Action, SignalFd};
-use crate::spawn::{configure_child, stdin_is_tty};
+use crate::pid1::stdin_is_tty;
+use crate::spawn::configure_child;
 use crate::stop_budget;
 use crate::supervisor::{Spec, Supervisor};
 use crate::{inner_containers, log};
@@ -459,7 +460,7 @@ pub fn run(args: Vec<OsString>, bringup: &Path) -> i32 {
     let cwd = std::env::current_dir().ok();
     // ws-init itself must not pin any mount.
     let _ = std::env::set_current_dir("/");
-    match crate::spawn::become_subreaper_if_needed() {
+    match crate::pid1::become_subreaper_if_needed() {
         Ok(true) => info!("not PID 1: registered as child subreaper"),
         Ok(false) => {}
         Err(e) => warn!(

@@ -2,9 +2,9 @@
 //! into the log, wait for `/_ping` on its socket, restart it with backoff when
 //! it dies, and stop it (SIGTERM, then SIGKILL at the timeout) on request.
 //! dockerd dying never ends anything else: the task only reports states.
-//! What to do next is decided by the pure `machine`; the task here performs
-//! its actions and turns what happens (the exit, the socket answering, the
-//! stop request, timers) into its events.
+//! What to do next is decided by the pure `machine` (in the core); the task
+//! here performs its actions and turns what happens (the exit, the socket
+//! answering, the stop request, timers) into its events.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -17,14 +17,11 @@ use std::task::Poll;
 use std::time::Duration;
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use ws_init_core::supervise::machine::{self, Action, Event, Machine, Message, Policy, Timer};
+pub use ws_init_core::supervise::{NotRunning, State};
 
-mod machine;
-
-use self::machine::{Action, Event, Machine, Message, Policy, Timer};
 use super::backoff::BackoffPolicy;
 use super::logs::{self, EchoFilter, LogFile, LogSink};
 use crate::docker_api::{self, Endpoint};
@@ -80,31 +77,6 @@ impl DockerdSpec {
             run_as: None,
         }
     }
-}
-
-/// What the supervisor is doing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum State {
-    /// Starting: `pid` once spawned, not answering `/_ping` yet. `attempt`
-    /// counts unexpected exits since the last healthy run (0 on the first start).
-    Starting { pid: Option<i32>, attempt: u32 },
-    /// Answering `/_ping` on the socket.
-    Ready { pid: i32 },
-    /// Died unexpectedly; starting again after `delay`.
-    Restarting { attempt: u32, delay: Duration },
-    /// Stopped on request; never restarted.
-    Stopped,
-    /// Cannot be started at all (program missing or not executable).
-    Failed { reason: String },
-}
-
-/// dockerd is not running and will not be.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NotRunning {
-    #[error("dockerd was stopped")]
-    Stopped,
-    #[error("dockerd cannot start: {0}")]
-    Failed(String),
 }
 
 /// The lead's view of the supervised dockerd. Clones share the same daemon.
@@ -537,11 +509,14 @@ impl Running {
         self.done
     }
 
-    async fn signal(&mut self, sig: Signal) {
+    async fn signal(&mut self, signo: i32) {
         // No await between the check and kill: on this single-threaded
         // runtime the reaper cannot reap the pid in between.
         if self.try_exit().await.is_none() {
-            let _ = kill(Pid::from_raw(self.pid), sig);
+            // SAFETY: plain kill of our own child, not reaped yet.
+            unsafe {
+                libc::kill(self.pid, signo);
+            }
         }
     }
 }

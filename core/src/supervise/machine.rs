@@ -1,15 +1,13 @@
 //! The supervisor's decisions as a pure state machine (as in Horust):
 //! [`next`] takes what happened ([`Event`]) and returns the new state and
-//! what to do ([`Action`]). The async task in `supervise` only performs the
-//! actions and turns I/O (the reaper, the socket, timers, the stop request)
-//! into events, so every transition here is a unit test.
+//! what to do ([`Action`]). The driver only performs the actions and turns
+//! I/O (the reaper, the socket, timers, the stop request) into events, so
+//! every transition here is a unit test.
 
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
-
 use super::State;
-use crate::dockerd::backoff::{Backoff, BackoffPolicy};
+use crate::backoff::{Backoff, BackoffPolicy};
 use crate::exit::ChildExit;
 
 /// How long a SIGKILLed dockerd is waited for: SIGKILL cannot be refused;
@@ -110,8 +108,9 @@ pub enum Action {
     /// Probe `/_ping` for up to `ready_warn_after`; answer with
     /// [`Event::Ready`] or [`Event::ReadyTimeout`].
     ProbeReady,
-    /// Signal the running dockerd (unless the reaper already has its exit).
-    Signal(Signal),
+    /// Send this signal (`libc::SIGTERM`, ...) to the running dockerd
+    /// (unless the reaper already has its exit).
+    Signal(i32),
     /// Fire `Timer` after the delay; replaces any timer armed before.
     Arm(Timer, Duration),
     /// Publish the state to the handles.
@@ -298,7 +297,7 @@ pub fn next(state: &Machine, event: Event) -> (Machine, Vec<Action>) {
             }),
             vec![
                 Action::Log(Message::Stopping { pid: *pid }),
-                Action::Signal(Signal::SIGTERM),
+                Action::Signal(libc::SIGTERM),
                 Action::Arm(Timer::StopDeadline, state.policy.stop_timeout),
             ],
         ),
@@ -313,7 +312,7 @@ pub fn next(state: &Machine, event: Event) -> (Machine, Vec<Action>) {
             }),
             vec![
                 Action::Log(Message::Killing { pid: *pid }),
-                Action::Signal(Signal::SIGKILL),
+                Action::Signal(libc::SIGKILL),
                 Action::Arm(Timer::KillDeadline, KILL_GRACE),
             ],
         ),
@@ -570,7 +569,7 @@ mod tests {
     fn stopping(pid: i32) -> Vec<Action> {
         vec![
             Action::Log(Message::Stopping { pid }),
-            Action::Signal(Signal::SIGTERM),
+            Action::Signal(libc::SIGTERM),
             Action::Arm(Timer::StopDeadline, Duration::from_secs(10)),
         ]
     }
@@ -742,7 +741,7 @@ mod tests {
             actions,
             vec![
                 Action::Log(Message::Killing { pid: PID }),
-                Action::Signal(Signal::SIGKILL),
+                Action::Signal(libc::SIGKILL),
                 Action::Arm(Timer::KillDeadline, KILL_GRACE),
             ]
         );

@@ -18,7 +18,7 @@
 
 use std::path::Path;
 
-use crate::pid1::procs;
+use crate::procs;
 
 /// One process: what selection needs from `/proc/PID/{stat,exe}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,10 +145,10 @@ pub fn kill_all(proc: &Path) -> Selection {
     }
     let sel = select(&read_table(proc), std::process::id() as i32);
     for pid in &sel.pids {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(*pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        // SAFETY: plain kill; a pid just read from our own namespace's /proc.
+        unsafe {
+            libc::kill(*pid, libc::SIGKILL);
+        }
     }
     sel
 }

@@ -9,7 +9,7 @@ pub const EXIT_NOT_EXECUTABLE: i32 = 126;
 /// Exit status for a startup error of ws-init itself (bad configuration, usage).
 pub const EXIT_USAGE: i32 = 2;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChildExit {
     Exited(i32),
     Signaled { signal: i32, core_dumped: bool },
@@ -24,18 +24,18 @@ impl ChildExit {
         }
     }
 
-    pub fn from_wait_status(status: nix::sys::wait::WaitStatus) -> Option<(i32, ChildExit)> {
-        use nix::sys::wait::WaitStatus;
-        match status {
-            WaitStatus::Exited(pid, code) => Some((pid.as_raw(), ChildExit::Exited(code))),
-            WaitStatus::Signaled(pid, sig, core) => Some((
-                pid.as_raw(),
-                ChildExit::Signaled {
-                    signal: sig as i32,
-                    core_dumped: core,
-                },
-            )),
-            _ => None,
+    /// How a child ended, from the status `waitpid` filled in; `None` for a
+    /// stop or a continue (the child is still there).
+    pub fn from_raw_wait_status(status: i32) -> Option<ChildExit> {
+        if libc::WIFEXITED(status) {
+            Some(ChildExit::Exited(libc::WEXITSTATUS(status)))
+        } else if libc::WIFSIGNALED(status) {
+            Some(ChildExit::Signaled {
+                signal: libc::WTERMSIG(status),
+                core_dumped: libc::WCOREDUMP(status),
+            })
+        } else {
+            None
         }
     }
 }
@@ -48,14 +48,14 @@ impl std::fmt::Display for ChildExit {
                 signal,
                 core_dumped,
             } => {
-                let name = nix::sys::signal::Signal::try_from(signal)
-                    .map(|s| s.as_str().to_string())
-                    .unwrap_or_else(|_| format!("signal {signal}"));
-                write!(
-                    f,
-                    "killed by {name}{}",
-                    if core_dumped { " (core dumped)" } else { "" }
-                )
+                match crate::signals::known_name(signal) {
+                    Some(name) => write!(f, "killed by {name}")?,
+                    None => write!(f, "killed by signal {signal}")?,
+                }
+                if core_dumped {
+                    f.write_str(" (core dumped)")?;
+                }
+                Ok(())
             }
         }
     }
@@ -75,9 +75,6 @@ pub fn spawn_error_code(err: &io::Error) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use nix::sys::signal::Signal;
-    use nix::sys::wait::WaitStatus;
-    use nix::unistd::Pid;
 
     #[test]
     fn exit_codes_follow_the_shell() {
@@ -95,29 +92,63 @@ mod tests {
         };
         assert_eq!(kill.exit_code(), 137);
         assert_eq!(kill.to_string(), "killed by SIGKILL (core dumped)");
+        let rt = ChildExit::Signaled {
+            signal: 40,
+            core_dumped: false,
+        };
+        assert_eq!(rt.to_string(), "killed by signal 40");
     }
 
     #[test]
     fn wait_statuses_map_to_child_exits() {
-        let p = Pid::from_raw(42);
+        // The encoding of <bits/waitstatus.h>.
         assert_eq!(
-            ChildExit::from_wait_status(WaitStatus::Exited(p, 3)),
-            Some((42, ChildExit::Exited(3)))
+            ChildExit::from_raw_wait_status(3 << 8),
+            Some(ChildExit::Exited(3))
         );
         assert_eq!(
-            ChildExit::from_wait_status(WaitStatus::Signaled(p, Signal::SIGINT, false)),
-            Some((
-                42,
-                ChildExit::Signaled {
-                    signal: 2,
-                    core_dumped: false
-                }
-            ))
+            ChildExit::from_raw_wait_status(libc::SIGINT),
+            Some(ChildExit::Signaled {
+                signal: 2,
+                core_dumped: false
+            })
         );
-        assert_eq!(ChildExit::from_wait_status(WaitStatus::StillAlive), None);
         assert_eq!(
-            ChildExit::from_wait_status(WaitStatus::Stopped(p, Signal::SIGSTOP)),
-            None
+            ChildExit::from_raw_wait_status(0x80 | libc::SIGSEGV),
+            Some(ChildExit::Signaled {
+                signal: 11,
+                core_dumped: true
+            })
+        );
+        let stopped = (libc::SIGSTOP << 8) | 0x7f;
+        assert_eq!(ChildExit::from_raw_wait_status(stopped), None);
+        let continued = 0xffff;
+        assert_eq!(ChildExit::from_raw_wait_status(continued), None);
+    }
+
+    /// Statuses the kernel gives for real children.
+    #[test]
+    fn real_children_end_as_waitpid_says() {
+        let wait = |script: &str| {
+            // Waited for by pid below: std's Child is not what reaps it.
+            let pid = std::process::Command::new("/bin/sh")
+                .args(["-c", script])
+                .spawn()
+                .unwrap()
+                .id() as i32;
+            let mut status = 0;
+            // SAFETY: waitpid on our own child, writing one int.
+            let got = unsafe { libc::waitpid(pid, &mut status, 0) };
+            assert_eq!(got, pid);
+            ChildExit::from_raw_wait_status(status)
+        };
+        assert_eq!(wait("exit 3"), Some(ChildExit::Exited(3)));
+        assert_eq!(
+            wait("kill -TERM $$"),
+            Some(ChildExit::Signaled {
+                signal: libc::SIGTERM,
+                core_dumped: false
+            })
         );
     }
 

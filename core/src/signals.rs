@@ -11,10 +11,11 @@
 //!
 //! The mask must be set before any thread exists (threads inherit it): call
 //! [`block_all`] first thing in `main`. Children get an empty mask and default
-//! dispositions back in `pid1::configure_child`.
+//! dispositions back in [`crate::spawn::configure_child`].
 //!
 //! The decision "what to do with signal N" is [`action`], a pure function,
-//! so the reading loop stays small and can move to a tokio-free init as is.
+//! so the reading loop stays small. [`SignalFd::read`] never blocks: the
+//! caller polls the descriptor (`AsRawFd`) with everything else it waits on.
 //!
 //! The terminal hand-over does not go through here: the main command takes
 //! the terminal itself (`setpgid` + `tcsetpgrp` in the child, never `setsid`
@@ -24,10 +25,9 @@
 //! neither when it starts on a terminal).
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use tokio::io::unix::AsyncFd;
-use tokio::io::Interest;
+use crate::spawn::set_signal_disposition;
 
 /// The highest signal number on Linux (SIGRTMAX).
 pub const SIGNAL_MAX: i32 = 64;
@@ -79,7 +79,7 @@ fn set_mask(how: libc::c_int, set: KernelSigset) -> io::Result<()> {
 /// thread exists.
 pub fn block_all() -> io::Result<()> {
     set_mask(libc::SIG_SETMASK, catchable())?;
-    if super::set_signal_disposition(libc::SIGCHLD, libc::SIG_DFL) != 0 {
+    if set_signal_disposition(libc::SIGCHLD, libc::SIG_DFL) != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
@@ -138,10 +138,49 @@ pub fn starts_stop(signo: i32) -> bool {
 
 /// A signal's name for log lines: `SIGTERM`, `SIGRTMIN+3`, `signal 33`.
 pub fn name(signo: i32) -> String {
-    match nix::sys::signal::Signal::try_from(signo) {
-        Ok(s) => s.as_str().to_string(),
-        Err(_) => format!("signal {signo}"),
+    match known_name(signo) {
+        Some(name) => name.to_string(),
+        None => format!("signal {signo}"),
     }
+}
+
+/// The standard name of signals 1..=31 (as the kernel's headers spell
+/// them); `None` for real-time signals and numbers that are no signal.
+pub fn known_name(signo: i32) -> Option<&'static str> {
+    Some(match signo {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGSTKFLT => "SIGSTKFLT",
+        libc::SIGCHLD => "SIGCHLD",
+        libc::SIGCONT => "SIGCONT",
+        libc::SIGSTOP => "SIGSTOP",
+        libc::SIGTSTP => "SIGTSTP",
+        libc::SIGTTIN => "SIGTTIN",
+        libc::SIGTTOU => "SIGTTOU",
+        libc::SIGURG => "SIGURG",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGXFSZ => "SIGXFSZ",
+        libc::SIGVTALRM => "SIGVTALRM",
+        libc::SIGPROF => "SIGPROF",
+        libc::SIGWINCH => "SIGWINCH",
+        libc::SIGIO => "SIGIO",
+        libc::SIGPWR => "SIGPWR",
+        libc::SIGSYS => "SIGSYS",
+        _ => return None,
+    })
 }
 
 /// Stops ws-init itself (job control when it is not PID 1). Returns when
@@ -153,11 +192,13 @@ pub fn stop_self() {
     }
 }
 
-/// A non-blocking signalfd for every catchable signal, registered with the
-/// runtime. The signals must be blocked ([`block_all`]), or they are
-/// delivered the normal way and never show up here.
+/// A non-blocking signalfd for every catchable signal. The signals must be
+/// blocked ([`block_all`]), or they are delivered the normal way and never
+/// show up here. Poll its descriptor for `POLLIN`, then [`SignalFd::read`]
+/// until it returns `None`.
+#[derive(Debug)]
 pub struct SignalFd {
-    fd: AsyncFd<OwnedFd>,
+    fd: OwnedFd,
 }
 
 impl SignalFd {
@@ -178,24 +219,19 @@ impl SignalFd {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: a new descriptor that nothing else owns.
-        let owned = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-        // SAFETY: the AsyncFd owns the descriptor, which stays open and the
-        // same until it is dropped.
-        let fd = unsafe { AsyncFd::register_with_interest(owned, Interest::READABLE) }
-            .map_err(|e| e.into_parts().1)?;
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
         Ok(SignalFd { fd })
     }
 
-    /// The next signal, waiting for one if none is pending.
-    pub async fn recv(&self) -> io::Result<Received> {
-        loop {
-            let mut guard = self.fd.readable().await?;
-            match read_one(guard.get_inner().as_raw_fd()) {
-                Ok(Some(r)) => return Ok(r),
-                Ok(None) => guard.clear_ready(),
-                Err(e) => return Err(e),
-            }
-        }
+    /// The next pending signal; `None` when none is (it never waits).
+    pub fn read(&self) -> io::Result<Option<Received>> {
+        read_one(self.fd.as_raw_fd())
+    }
+}
+
+impl AsRawFd for SignalFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
     }
 }
 
@@ -296,6 +332,46 @@ mod tests {
     #[test]
     fn names_cover_realtime_signals() {
         assert_eq!(name(libc::SIGTERM), "SIGTERM");
+        assert_eq!(name(libc::SIGIO), "SIGIO");
         assert_eq!(name(40), "signal 40");
+        assert_eq!(name(0), "signal 0");
+        let named = (1..=SIGNAL_MAX)
+            .filter(|&s| known_name(s).is_some())
+            .count();
+        assert_eq!(named, 31);
+    }
+
+    /// A signal raised here while blocked comes out of the signalfd with
+    /// our pid as sender; `read` returns `None` once none is left. Run in a
+    /// thread of its own, which blocks the signal for itself only (a
+    /// thread-directed `tgkill` is pending for that thread alone).
+    #[test]
+    fn a_blocked_signal_is_read_from_the_signalfd() {
+        std::thread::spawn(|| {
+            set_mask(libc::SIG_BLOCK, bit(libc::SIGUSR2)).unwrap();
+            let fd = SignalFd::open().unwrap();
+            // Whatever another test left pending for the whole process.
+            while fd.read().unwrap().is_some() {}
+            // SAFETY: plain tgkill of this very thread, whose SIGUSR2 is blocked.
+            let r = unsafe {
+                let tid = libc::syscall(libc::SYS_gettid);
+                libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, libc::SIGUSR2)
+            };
+            assert_eq!(r, 0);
+            let mut got = Vec::new();
+            while let Some(r) = fd.read().unwrap() {
+                got.push(r);
+            }
+            let me = std::process::id() as i32;
+            assert!(
+                got.contains(&Received {
+                    signo: libc::SIGUSR2,
+                    sender: me,
+                }),
+                "{got:?}"
+            );
+        })
+        .join()
+        .unwrap();
     }
 }
