@@ -6,4 +6,5 @@
 
 #[macro_use]
 pub mod log;
+pub mod atomic;
 pub mod reactor;

@@ -167,8 +167,7 @@ impl LogFile {
 /// but a regular file with one link (a symlink, a hard link to another file,
 /// a fifo) is removed with a warning and replaced by a new file.
 fn open_log_in(dir: &Dir, name: &std::ffi::OsStr, path: &Path, gid: u32) -> io::Result<File> {
-    use nix::fcntl::OFlag;
-    let flags = OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT | OFlag::O_NONBLOCK;
+    let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_NONBLOCK;
     for _ in 0..3 {
         let planted = match dir.open_file(name, flags, 0o640) {
             Ok(file) => {
