@@ -7,4 +7,5 @@
 #[macro_use]
 pub mod log;
 pub mod atomic;
+pub mod logs;
 pub mod reactor;
