@@ -12,10 +12,12 @@
 //! - `echo`: the filter that keeps repeats and bursts off stderr.
 //! - `file`: the bounded, rotated log file that never follows a link.
 //! - `sink`: the line splitter and the sink each line goes through.
+//! - `pump`: the child's stdout and stderr pipes, read by the poll loop.
 
 mod echo;
 mod file;
 mod parse;
+mod pump;
 mod sink;
 
 pub use echo::{Echo, EchoFilter};
@@ -23,4 +25,5 @@ pub use file::{LogFile, REOPEN_FIRST_DELAY, REOPEN_MAX_DELAY};
 pub use parse::{
     escape_controls, parse_line, parse_logfmt, Level, Parsed, Severity, BENIGN_WARNINGS,
 };
+pub use pump::{pipes_for_child, ChildOutput, LogPipes};
 pub use sink::{LineSplitter, LogSink, MAX_LINE};
