@@ -25,9 +25,29 @@ pub fn effective_level(level: LogLevel, level_set: bool, stderr_is_terminal: boo
     }
 }
 
+/// Sends the core's lines (dockerd's echoed warnings, the dockerd log's
+/// troubles) through the tracing subscriber in effect, so they share its
+/// format, level filter and captures. Idempotent.
+pub fn route_core_log() {
+    use ws_init_core::log::Level;
+    fn forward(level: Level, args: std::fmt::Arguments<'_>) {
+        match level {
+            Level::Error => tracing::error!("{args}"),
+            Level::Warn => tracing::warn!("{args}"),
+            Level::Info => tracing::info!("{args}"),
+            Level::Debug => tracing::debug!("{args}"),
+            Level::Trace => tracing::trace!("{args}"),
+        }
+    }
+    // tracing's filter decides; the core's own would cut debug lines first.
+    ws_init_core::log::init(Level::Trace, false);
+    ws_init_core::log::set_output(forward);
+}
+
 /// Installs the global subscriber. Lines are prefixed `ws-init` in text mode
 /// so they stand out among the main command's output on the same terminal.
 pub fn init(settings: &Settings) {
+    route_core_log();
     let on_terminal = nix::unistd::isatty(2).unwrap_or(false);
     let level = effective_level(settings.log_level, settings.log_level_set, on_terminal);
     let builder = tracing_subscriber::fmt()

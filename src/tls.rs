@@ -266,7 +266,7 @@ impl CertDir {
             source,
         };
         let sub = self.sub(d, false).map_err(err)?;
-        match sub.open_file(f, nix::fcntl::OFlag::O_RDONLY, 0) {
+        match sub.open_file(f, libc::O_RDONLY, 0) {
             Ok(file) => file
                 .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(mode))
                 .map_err(err),

@@ -52,6 +52,8 @@ where
     F: FnOnce(Reaper) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
+    // The core's lines (the dockerd log's warnings, the echo) go through tracing too.
+    ws_init::logging::route_core_log();
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()

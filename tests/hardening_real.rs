@@ -66,6 +66,8 @@ fn captured(body: impl FnOnce()) -> String {
             Ok(())
         }
     }
+    // The core's lines (the dockerd log's warnings, the echo) go through tracing too.
+    ws_init::logging::route_core_log();
     let buf = Buf::default();
     let writer = buf.clone();
     let subscriber = tracing_subscriber::fmt()

@@ -6,12 +6,14 @@
 
 #[macro_use]
 pub mod log;
+pub mod atomic;
 pub mod backoff;
 pub mod entry;
 pub mod exit;
 pub mod handover;
 pub mod http;
 pub mod inner_containers;
+pub mod logs;
 pub mod pid1;
 pub mod pidfiles;
 pub mod ping;

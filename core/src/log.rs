@@ -6,6 +6,7 @@
 use std::fmt;
 use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
@@ -20,6 +21,11 @@ pub enum Level {
 static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
 static JSON: AtomicU8 = AtomicU8::new(0);
 
+/// Where lines go instead of stderr, once set. Until the switch-over the
+/// tokio program routes the core's lines into its tracing subscriber, so
+/// they keep its format, its level filter and its test captures.
+static OUTPUT: OnceLock<fn(Level, fmt::Arguments<'_>)> = OnceLock::new();
+
 /// Sets what is written from now on.
 pub fn init(max: Level, json: bool) {
     MAX_LEVEL.store(max as u8, Ordering::Relaxed);
@@ -30,10 +36,19 @@ pub fn enabled(level: Level) -> bool {
     level as u8 <= MAX_LEVEL.load(Ordering::Relaxed)
 }
 
+/// Sends every line from now on to `output` instead of stderr (the first
+/// call wins; later ones change nothing).
+pub fn set_output(output: fn(Level, fmt::Arguments<'_>)) {
+    let _ = OUTPUT.set(output);
+}
+
 /// Writes one line at `level` (if enabled).
 pub fn emit(level: Level, args: fmt::Arguments<'_>) {
     if !enabled(level) {
         return;
+    }
+    if let Some(output) = OUTPUT.get() {
+        return output(level, args);
     }
     let tag = match level {
         Level::Error => "ERROR",

@@ -1,26 +1,12 @@
 //! dockerd's output: every line to a size-bounded file, the warnings and
-//! errors also to ws-init's stderr, without flooding it.
-//!
-//! dockerd and the containerd it starts log in logrus text format
-//! (`time="…" level=warning msg="…" error="…"`), or JSON with
-//! `--log-format=json`; errors from before logging is set up (bad flags, a
-//! bad config file, "failed to start daemon: …") and Go panics are plain
-//! lines. Parsing and the echo decision are pure; the file and the pipe are
-//! thin layers around them:
-//!
-//! - `parse`: logfmt and JSON lines to level, message and severity; escaping.
-//! - `echo`: the filter that keeps repeats and bursts off stderr.
-//! - `file`: the bounded, rotated log file that never follows a link.
-//! - `pump`: the pipe reader and the sink each line goes through.
+//! errors also to ws-init's stderr. The parsing, echo filter, file and sink
+//! live in the core (`ws_init_core::logs`), which PID 1 drives from its poll
+//! loop; `pump` is the tokio reader the tokio supervisor still uses.
 
-mod echo;
-mod file;
-mod parse;
 mod pump;
 
-pub use echo::{Echo, EchoFilter};
-pub use file::{LogFile, REOPEN_FIRST_DELAY, REOPEN_MAX_DELAY};
-pub use parse::{
-    escape_controls, parse_line, parse_logfmt, Level, Parsed, Severity, BENIGN_WARNINGS,
+pub use pump::pump;
+pub use ws_init_core::logs::{
+    escape_controls, parse_line, parse_logfmt, Echo, EchoFilter, Level, LineSplitter, LogFile,
+    LogSink, Parsed, Severity, BENIGN_WARNINGS, MAX_LINE, REOPEN_FIRST_DELAY, REOPEN_MAX_DELAY,
 };
-pub use pump::{pump, LineSplitter, LogSink, MAX_LINE};

@@ -142,20 +142,286 @@ fn from_fields(level: Option<Level>, fields: Vec<(String, String)>) -> Parsed {
 }
 
 fn parse_json(line: &str) -> Option<Parsed> {
-    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line).ok()?;
-    let level = Level::parse(map.get("level")?.as_str()?)?;
-    let fields = map
-        .into_iter()
-        .map(|(k, v)| {
-            let v = match v {
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
-            };
-            (k, v)
-        })
-        .collect();
+    let members = json_object(line)?;
+    let level = members
+        .iter()
+        .find(|m| m.key == "level" && m.is_string)
+        .and_then(|m| Level::parse(&m.value))?;
+    let fields = members.into_iter().map(|m| (m.key, m.value)).collect();
     // logrus puts msg among the other keys; keep it first in the text.
     Some(from_fields(Some(level), fields))
+}
+
+/// How deep arrays and objects may nest in a JSON line (as serde_json's
+/// default): deeper is not a log line.
+const JSON_MAX_DEPTH: usize = 128;
+
+/// One member of a JSON object.
+struct JsonMember {
+    key: String,
+    /// A string's text, unescaped; any other value's JSON text without
+    /// whitespace.
+    value: String,
+    is_string: bool,
+}
+
+/// The members of `line` if it is exactly one JSON object, keys sorted (a
+/// repeated key: the last one counts), as serde_json's map gave them.
+fn json_object(line: &str) -> Option<Vec<JsonMember>> {
+    let mut r = JsonReader {
+        s: line.as_bytes(),
+        i: 0,
+    };
+    r.ws();
+    r.eat(b'{')?;
+    let mut members: Vec<JsonMember> = Vec::new();
+    r.ws();
+    if r.peek() == Some(b'}') {
+        r.i += 1;
+    } else {
+        loop {
+            r.ws();
+            let key = r.string()?;
+            r.ws();
+            r.eat(b':')?;
+            r.ws();
+            let is_string = r.peek() == Some(b'"');
+            let value = if is_string {
+                r.string()?
+            } else {
+                let start = r.i;
+                r.value(1)?;
+                compact_json(&line[start..r.i])
+            };
+            match members.iter_mut().find(|m| m.key == key) {
+                Some(m) => (m.value, m.is_string) = (value, is_string),
+                None => members.push(JsonMember {
+                    key,
+                    value,
+                    is_string,
+                }),
+            }
+            r.ws();
+            match r.next()? {
+                b',' => continue,
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    r.ws();
+    if r.i != r.s.len() {
+        return None;
+    }
+    members.sort_by(|a, b| a.key.cmp(&b.key));
+    Some(members)
+}
+
+/// `json` (one valid value) without the whitespace between its tokens.
+fn compact_json(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    for c in json.chars() {
+        if in_string {
+            out.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => in_string = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if !c.is_ascii_whitespace() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A strict reader of JSON text (RFC 8259): what it accepts, serde_json
+/// (which read these lines before) accepts too.
+struct JsonReader<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl JsonReader<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.i += 1;
+        Some(b)
+    }
+
+    fn eat(&mut self, want: u8) -> Option<()> {
+        (self.next()? == want).then_some(())
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
+        }
+    }
+
+    /// A string, unescaped; the reader is on its opening quote.
+    fn string(&mut self) -> Option<String> {
+        self.eat(b'"')?;
+        let mut out = Vec::new();
+        loop {
+            match self.next()? {
+                b'"' => return String::from_utf8(out).ok(),
+                b'\\' => {
+                    let c = match self.next()? {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => self.unicode_escape()?,
+                        _ => return None,
+                    };
+                    out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes());
+                }
+                // Control characters must be escaped inside a string.
+                b if b < 0x20 => return None,
+                b => out.push(b),
+            }
+        }
+    }
+
+    /// The character of `\uXXXX` (a surrogate pair takes two escapes); the
+    /// reader is after the `u`.
+    fn unicode_escape(&mut self) -> Option<char> {
+        let first = self.hex4()?;
+        if (0xD800..0xDC00).contains(&first) {
+            self.eat(b'\\')?;
+            self.eat(b'u')?;
+            let second = self.hex4()?;
+            if !(0xDC00..0xE000).contains(&second) {
+                return None;
+            }
+            char::from_u32(0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00))
+        } else {
+            // A lone trailing surrogate is no character: refused here.
+            char::from_u32(first)
+        }
+    }
+
+    fn hex4(&mut self) -> Option<u32> {
+        let digits = self.s.get(self.i..self.i + 4)?;
+        if !digits.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        self.i += 4;
+        u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    }
+
+    /// Skips one value of any kind, checking it.
+    fn value(&mut self, depth: usize) -> Option<()> {
+        if depth > JSON_MAX_DEPTH {
+            return None;
+        }
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            b'{' => {
+                self.i += 1;
+                self.ws();
+                if self.peek() == Some(b'}') {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.ws();
+                    self.string()?;
+                    self.ws();
+                    self.eat(b':')?;
+                    self.ws();
+                    self.value(depth + 1)?;
+                    self.ws();
+                    match self.next()? {
+                        b',' => continue,
+                        b'}' => return Some(()),
+                        _ => return None,
+                    }
+                }
+            }
+            b'[' => {
+                self.i += 1;
+                self.ws();
+                if self.peek() == Some(b']') {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.ws();
+                    self.value(depth + 1)?;
+                    self.ws();
+                    match self.next()? {
+                        b',' => continue,
+                        b']' => return Some(()),
+                        _ => return None,
+                    }
+                }
+            }
+            b't' => self.word(b"true"),
+            b'f' => self.word(b"false"),
+            b'n' => self.word(b"null"),
+            _ => self.number(),
+        }
+    }
+
+    fn word(&mut self, word: &[u8]) -> Option<()> {
+        if self.s.get(self.i..self.i + word.len())? != word {
+            return None;
+        }
+        self.i += word.len();
+        Some(())
+    }
+
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
+    fn number(&mut self) -> Option<()> {
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.next()? {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            self.digit()?;
+            self.digits();
+        }
+        if matches!(self.peek(), Some(b'e' | b'E')) {
+            self.i += 1;
+            if matches!(self.peek(), Some(b'+' | b'-')) {
+                self.i += 1;
+            }
+            self.digit()?;
+            self.digits();
+        }
+        Some(())
+    }
+
+    fn digit(&mut self) -> Option<()> {
+        self.next()?.is_ascii_digit().then_some(())
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.i += 1;
+        }
+    }
 }
 
 /// Splits `key=value key="quoted \"value\""` pairs; `None` if the line is not
@@ -292,6 +558,60 @@ mod tests {
         assert_eq!(p.text, r#"x error="y z" n=3"#);
         // JSON without a level is a plain line.
         assert_eq!(parse_line(r#"{"a":1}"#).level, None);
+    }
+
+    #[test]
+    fn json_lines_give_fields_sorted_after_the_message() {
+        // As serde_json's map read them: keys sorted, the last of a repeated key.
+        let p = parse_line(
+            r#"{"time":"t","zeta":"z","level":"warning","msg":"m","alpha":"a","alpha":"b"}"#,
+        );
+        assert_eq!(p.text, "m alpha=b zeta=z");
+        // Values other than strings as compact JSON; escapes unescaped.
+        let p = parse_line(
+            r#"{ "level" : "error", "msg":"tab\there \u00e9 \ud83d\ude00 \"q\"", "ok":true, "n":-1.5e3, "none":null, "obj":{ "a" : [1, 2] } }"#,
+        );
+        assert_eq!(p.level, Some(Level::Error));
+        assert_eq!(
+            p.text,
+            "tab\there \u{e9} \u{1f600} \"q\" n=-1.5e3 none=null obj={\"a\":[1,2]} ok=true"
+        );
+        assert_eq!(p.module, None);
+        let p = parse_line(r#"{"level":"warning","msg":"x","module":"grpc"}"#);
+        assert_eq!(p.severity(), None);
+    }
+
+    #[test]
+    fn invalid_json_and_json_without_a_string_level_are_plain_lines() {
+        for line in [
+            r#"{"level":"error","msg":"x"} trailing"#,
+            r#"{"level":"error","msg":"x",}"#,
+            r#"{"level":"error","msg":"unterminated}"#,
+            r#"{"level":"error","msg":"bad \x escape"}"#,
+            r#"{"level":"error","msg":"lone \udc00"}"#,
+            r#"{"level":"error","msg":"half \ud83d pair"}"#,
+            r#"{"level":"error","n":01}"#,
+            r#"{"level":"error","n":1.}"#,
+            r#"{"level":"error","n":tru}"#,
+            r#"{"level":"error","a":[1,]}"#,
+            "{\"level\":\"error\",\"msg\":\"raw\ttab\"}",
+            r#"{"level":3,"msg":"x"}"#,
+            r#"{"level":"loud","msg":"x"}"#,
+            r#"{level:"error"}"#,
+        ] {
+            let p = parse_line(line);
+            assert_eq!(p.level, None, "{line}");
+            assert_eq!(p.text, line.trim_end(), "{line}");
+        }
+        let nested = |n| {
+            format!(
+                r#"{{"level":"error","a":{}1{}}}"#,
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
+        assert_eq!(parse_line(&nested(200)).level, None);
+        assert_eq!(parse_line(&nested(100)).level, Some(Level::Error));
     }
 
     #[test]

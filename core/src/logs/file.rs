@@ -7,7 +7,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::user::atomic::Dir;
+use crate::atomic::Dir;
 
 /// First wait before reopening the log after an error; doubles up to
 /// [`REOPEN_MAX_DELAY`].
@@ -82,7 +82,7 @@ impl LogFile {
         match result {
             Ok((file, size)) => {
                 if self.failed {
-                    tracing::info!("the dockerd log {} is written again", self.path.display());
+                    info!("the dockerd log {} is written again", self.path.display());
                 }
                 self.file = Some(file);
                 self.size = size;
@@ -101,7 +101,7 @@ impl LogFile {
     fn fail(&mut self, what: &str, e: io::Error) {
         self.file = None;
         if !self.failed {
-            tracing::warn!(
+            warn!(
                 "cannot {what} the dockerd log {}: {e}; dockerd's warnings still reach stderr \
                  and ws-init keeps retrying (free disk space, or set WS_DOCKERD_LOG to a \
                  writable path)",
@@ -153,7 +153,7 @@ impl LogFile {
             Err(e) => {
                 // Keep the bound even if the old generation cannot be kept:
                 // truncate the file we hold, never a path (it may be a link now).
-                tracing::debug!("cannot rotate {}: {e}; truncating it", self.path.display());
+                debug!("cannot rotate {}: {e}; truncating it", self.path.display());
                 match file.set_len(0) {
                     Ok(()) => self.size = 0,
                     Err(e) => self.fail("truncate", e),
@@ -167,14 +167,14 @@ impl LogFile {
 /// but a regular file with one link (a symlink, a hard link to another file,
 /// a fifo) is removed with a warning and replaced by a new file.
 fn open_log_in(dir: &Dir, name: &std::ffi::OsStr, path: &Path, gid: u32) -> io::Result<File> {
-    use nix::fcntl::OFlag;
-    let flags = OFlag::O_WRONLY | OFlag::O_APPEND | OFlag::O_CREAT | OFlag::O_NONBLOCK;
+    let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_NONBLOCK;
     for _ in 0..3 {
         let planted = match dir.open_file(name, flags, 0o640) {
             Ok(file) => {
                 let meta = file.metadata()?;
                 if meta.is_file() && meta.nlink() == 1 {
-                    if nix::unistd::geteuid().is_root() {
+                    // SAFETY: geteuid has no preconditions and cannot fail.
+                    if unsafe { libc::geteuid() } == 0 {
                         std::os::unix::fs::fchown(&file, Some(0), Some(gid))?;
                     }
                     file.set_permissions(std::fs::Permissions::from_mode(0o640))?;
@@ -191,7 +191,7 @@ fn open_log_in(dir: &Dir, name: &std::ffi::OsStr, path: &Path, gid: u32) -> io::
             Err(e) if e.raw_os_error() == Some(libc::ENXIO) => "not a regular file",
             Err(e) => return Err(e),
         };
-        tracing::warn!(
+        warn!(
             "the dockerd log {} is {planted}; ws-init does not write through it and replaces it \
              with a new file",
             path.display()

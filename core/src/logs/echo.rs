@@ -1,7 +1,6 @@
 //! Which warnings reach stderr: repeats held back, bursts cut. Pure: the
 //! time comes in as an argument.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Decides which echo lines reach stderr: an identical text is printed once
@@ -13,7 +12,8 @@ pub struct EchoFilter {
     repeat_window: Duration,
     burst: u32,
     burst_window: Duration,
-    seen: HashMap<String, Seen>,
+    /// Texts printed lately (a few at most: a Vec scanned per echoed line).
+    seen: Vec<(String, Seen)>,
     window_start: Option<Instant>,
     in_window: u32,
     dropped: u64,
@@ -49,7 +49,7 @@ impl EchoFilter {
             repeat_window,
             burst,
             burst_window,
-            seen: HashMap::new(),
+            seen: Vec::new(),
             window_start: None,
             in_window: 0,
             dropped: 0,
@@ -58,7 +58,8 @@ impl EchoFilter {
 
     /// `Some` when `text` should be printed now.
     pub fn decide(&mut self, text: &str, now: Instant) -> Option<Echo> {
-        let repeats = match self.seen.get_mut(text) {
+        let known = self.seen.iter().position(|(t, _)| t == text);
+        let repeats = match known.map(|i| &mut self.seen[i].1) {
             Some(seen) if now.saturating_duration_since(seen.printed_at) < self.repeat_window => {
                 seen.held_back += 1;
                 return None;
@@ -79,21 +80,24 @@ impl EchoFilter {
             return None;
         }
         self.in_window += 1;
-        if self.seen.len() >= MAX_REMEMBERED && !self.seen.contains_key(text) {
-            let window = self.repeat_window;
-            self.seen
-                .retain(|_, s| now.saturating_duration_since(s.printed_at) < window);
-            if self.seen.len() >= MAX_REMEMBERED {
-                self.seen.clear();
+        let printed = Seen {
+            printed_at: now,
+            held_back: 0,
+        };
+        match known {
+            Some(i) => self.seen[i].1 = printed,
+            None => {
+                if self.seen.len() >= MAX_REMEMBERED {
+                    let window = self.repeat_window;
+                    self.seen
+                        .retain(|(_, s)| now.saturating_duration_since(s.printed_at) < window);
+                    if self.seen.len() >= MAX_REMEMBERED {
+                        self.seen.clear();
+                    }
+                }
+                self.seen.push((text.to_string(), printed));
             }
         }
-        self.seen.insert(
-            text.to_string(),
-            Seen {
-                printed_at: now,
-                held_back: 0,
-            },
-        );
         let dropped = std::mem::take(&mut self.dropped);
         Some(Echo { repeats, dropped })
     }
