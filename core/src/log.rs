@@ -57,8 +57,71 @@ pub fn emit(level: Level, args: fmt::Arguments<'_>) {
         Level::Debug => "DEBUG",
         Level::Trace => "TRACE",
     };
-    let line = format!("{tag} {args}\n");
+    let line = if JSON.load(Ordering::Relaxed) != 0 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        json_line(now, tag.trim_start(), &args.to_string())
+    } else {
+        format!("{tag} {args}\n")
+    };
     let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// One JSON object per line, with the keys the bring-up program's JSON
+/// subscriber writes: `timestamp` (RFC 3339, UTC), `level`, `message`.
+fn json_line(since_epoch: std::time::Duration, level: &str, message: &str) -> String {
+    let secs = since_epoch.as_secs();
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let t = secs % 86_400;
+    let mut out = format!(
+        "{{\"timestamp\":\"{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:06}Z\",\"level\":\"{level}\",\"message\":\"",
+        t / 3600,
+        t / 60 % 60,
+        t % 60,
+        since_epoch.subsec_micros()
+    );
+    for c in message.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push_str("\"}\n");
+    out
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian
+/// calendar (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_lines_have_a_utc_timestamp_and_escaped_text() {
+        let t = std::time::Duration::new(1_796_169_600 + 3_723, 456_789_000);
+        assert_eq!(
+            json_line(t, "WARN", "say \"hi\"\n\\ \u{1}"),
+            "{\"timestamp\":\"2026-12-02T01:02:03.456789Z\",\"level\":\"WARN\",\"message\":\"say \\\"hi\\\"\\n\\\\ \\u0001\"}\n"
+        );
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
 }
 
 #[macro_export]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::backoff::BackoffPolicy;
 use crate::exit::ChildExit;
 use crate::handover::Dockerd;
-use crate::logs::{self, EchoFilter, LogFile, LogSink, Pump};
+use crate::logs::{self, EchoFilter, LogFile, LogPipes, LogSink};
 use crate::ping::{self, Probe};
 use crate::reactor::{after, earliest, Interest};
 use crate::reaper::Children;
@@ -74,7 +74,7 @@ pub struct Supervisor {
     sink: LogSink,
     /// Output pipes still open: dockerd's, and those of earlier runs that
     /// processes it started (containerd) still hold.
-    pumps: Vec<Pump>,
+    pumps: Vec<LogPipes>,
     pid: Option<i32>,
     probe: Option<Probe>,
     timer: Option<(Instant, Timer)>,
@@ -172,9 +172,6 @@ impl Supervisor {
     pub fn deadline(&self) -> Option<Instant> {
         let mut d = self.timer.map(|(at, _)| at);
         d = earliest(d, self.probe.as_ref().and_then(Probe::deadline));
-        for p in &self.pumps {
-            d = earliest(d, p.deadline());
-        }
         if !self.pending.is_empty() || (self.stop_requested && !self.stop_fed) {
             d = Some(Instant::now());
         }
@@ -188,7 +185,6 @@ impl Supervisor {
             p.service(interest, &mut self.sink, now);
         }
         self.pumps.retain(|p| !p.is_closed());
-        self.sink.tick(now);
         loop {
             let actions = std::mem::take(&mut self.pending);
             let mut events = Vec::new();
@@ -368,18 +364,17 @@ impl Supervisor {
         }
     }
 
-    /// Spawns dockerd with stdout and stderr on one pipe, read into the log.
+    /// Spawns dockerd with stdout and stderr on pipes read into the log.
     fn spawn(&mut self, children: &mut Children) -> io::Result<i32> {
-        let (read_end, write_end) = logs::output_pipe()?;
         // Read from before the spawn: a dockerd whose output nobody reads
         // would die of SIGPIPE on its first log line.
-        let pump = Pump::new(read_end)?;
+        let (pump, output) = logs::pipes_for_child()?;
         let mut cmd = Command::new(&self.spec.program);
         cmd.args(&self.spec.args)
             .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
-            .stdout(Stdio::from(write_end.try_clone()?))
-            .stderr(Stdio::from(write_end));
+            .stdout(Stdio::from(output.stdout))
+            .stderr(Stdio::from(output.stderr));
         configure_child(&mut cmd, self.spec.run_as.as_ref(), false);
         let pid = children.spawn(&mut cmd)?;
         // The Command holds our copies of the write end: without dropping
