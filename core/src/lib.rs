@@ -6,4 +6,5 @@
 
 #[macro_use]
 pub mod log;
+pub mod dns;
 pub mod reactor;
