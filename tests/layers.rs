@@ -24,7 +24,6 @@ const TABLE: &[(&str, &str)] = &[
     ("stop_budget", "base"),
     ("docker_api::http", "base"),
     ("user::db", "base"),
-    ("dns::message", "base"),
     // The environment, parsed once.
     ("config", "config"),
     // Reads the system into plain data.
