@@ -1,102 +1,35 @@
-//! Inner DNS (design §4): a small forwarder in ws-init that inner containers reach on the
-//! workspace's own address, given to dockerd as `--dns`. It asks the workspace's resolvers
-//! (loopback ones such as Docker's 127.0.0.11 included) in order. `plan::dns` decides
-//! whether it runs; this module only serves.
-
-pub mod forward;
-pub mod message;
+//! Inner DNS (design §4): the forwarder itself is the resident core's
+//! ([`ws_init_core::dns`]); `plan::dns` decides whether it runs. Until the core's poll
+//! loop drives it, the tokio program serves it from a thread of its own with a small
+//! poll loop of the same shape.
 
 use std::io;
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::net::{TcpListener, UdpSocket};
-use tracing::{info, warn};
+use tracing::warn;
+use ws_init_core::reactor::Interest;
+
+pub use ws_init_core::dns::{dockerd_args, message, Config, Forwarder};
 
 use crate::plan::dns::DnsPlan;
 
-/// Forwarder settings; [`Config::new`] has the production limits.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub listen: SocketAddr,
-    pub upstreams: Vec<SocketAddr>,
-    /// How long one upstream gets before the next is asked.
-    pub attempt_timeout: Duration,
-    /// When the client gets SERVFAIL at the latest: below the 4 s dockerd's embedded
-    /// resolver waits for us, and the 5 s glibc waits.
-    pub total_timeout: Duration,
-    pub max_udp_inflight: usize,
-    pub max_tcp_conns: usize,
-}
-
-impl Config {
-    pub fn new(listen: SocketAddr, upstreams: Vec<SocketAddr>) -> Config {
-        Config {
-            listen,
-            upstreams,
-            attempt_timeout: Duration::from_millis(1500),
-            total_timeout: Duration::from_secs(3),
-            max_udp_inflight: 64,
-            max_tcp_conns: 16,
-        }
-    }
-}
-
-/// Binds UDP and TCP on the same address (with port 0, the port UDP got).
-fn bind(listen: SocketAddr) -> io::Result<(Arc<UdpSocket>, Arc<TcpListener>)> {
-    let udp = std::net::UdpSocket::bind(listen)?;
-    udp.set_nonblocking(true)?;
-    let port = udp.local_addr()?.port();
-    let tcp = std::net::TcpListener::bind(SocketAddr::new(listen.ip(), port))?;
-    tcp.set_nonblocking(true)?;
-    Ok((
-        Arc::new(UdpSocket::from_std(udp)?),
-        Arc::new(TcpListener::from_std(tcp)?),
-    ))
-}
-
-/// Binds now (so the caller learns at once whether it can listen) and serves in a task
-/// of the current runtime; a serving error rebinds the same address with backoff.
-/// Returns the bound address.
-pub fn start(cfg: Config) -> io::Result<SocketAddr> {
-    let (udp, tcp) = bind(cfg.listen)?;
-    let addr = udp.local_addr()?;
-    let cfg = Arc::new(Config {
-        listen: addr,
-        ..cfg
-    });
-    tokio::spawn(supervise(udp, tcp, cfg));
-    Ok(addr)
-}
-
-async fn supervise(mut udp: Arc<UdpSocket>, mut tcp: Arc<TcpListener>, cfg: Arc<Config>) {
-    loop {
-        let failed = tokio::select! {
-            r = forward::serve_udp(udp, cfg.clone()) => r.err().map(|e| format!("udp: {e}")),
-            r = forward::serve_tcp(tcp, cfg.clone()) => r.err().map(|e| format!("tcp: {e}")),
-        };
-        warn!(
-            "inner DNS forwarder on {} stopped ({}); restarting it",
-            cfg.listen,
-            failed.as_deref().unwrap_or("no error")
-        );
-        let mut backoff = Duration::from_millis(500);
-        (udp, tcp) = loop {
-            tokio::time::sleep(backoff).await;
-            match bind(cfg.listen) {
-                Ok(s) => break s,
-                Err(e) => {
-                    warn!(
-                        "inner DNS forwarder: cannot listen on {} again: {e}",
-                        cfg.listen
-                    );
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+/// Serves `fwd` from a thread of its own for the program's whole life.
+fn serve_in_thread(mut fwd: Forwarder) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("inner-dns".into())
+        .spawn(move || {
+            let mut interest = Interest::default();
+            loop {
+                interest.clear();
+                fwd.register(Instant::now(), &mut interest);
+                if let Err(e) = interest.poll(fwd.deadline()) {
+                    warn!("inner DNS forwarder: poll failed: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
                 }
+                fwd.service(&interest, Instant::now());
             }
-        };
-        info!("inner DNS forwarder listens on {} again", cfg.listen);
-    }
+        })
+        .map(drop)
 }
 
 /// Starts the forwarder the plan asks for (if any) and returns dockerd's arguments: `args`
@@ -106,24 +39,17 @@ pub fn start_planned(dns: Option<&DnsPlan>, args: &[String]) -> Vec<String> {
     let Some((plan, fwd)) = dns.and_then(|d| d.forwarder.as_ref().map(|f| (d, f))) else {
         return args.to_vec();
     };
-    match start(Config::new(fwd.listen, fwd.upstreams.clone())) {
-        Ok(addr) => {
-            let ups: Vec<String> = fwd.upstreams.iter().map(|u| u.to_string()).collect();
-            info!(
-                "inner DNS: forwarding {addr} (udp, tcp) to {} for inner containers",
-                ups.join(", ")
-            );
-            args.to_vec()
-        }
+    let cfg = Config::new(fwd.listen, fwd.upstreams.clone());
+    let (fwd, args) = ws_init_core::dns::start_planned(cfg, args, &plan.dockerd_args);
+    let Some(fwd) = fwd else {
+        return args;
+    };
+    let addr = fwd.local_addr();
+    match serve_in_thread(fwd) {
+        Ok(()) => args,
         Err(e) => {
-            warn!(
-                "inner DNS: cannot listen on {}: {e}; inner containers get dockerd's default DNS (which cannot reach the workspace's loopback resolvers)",
-                fwd.listen
-            );
-            args.iter()
-                .filter(|a| !plan.dockerd_args.contains(a))
-                .cloned()
-                .collect()
+            warn!("inner DNS: cannot start a thread to serve {addr}: {e}; inner containers get dockerd's default DNS");
+            dockerd_args(&args, false, &plan.dockerd_args)
         }
     }
 }

@@ -1,6 +1,7 @@
-//! The inner DNS forwarder against a tiny test upstream, all on 127.0.0.1: answers,
-//! truncation passed through, TCP, garbage and oversized packets, a flood beyond the
-//! in-flight bound, and dead upstreams (SERVFAIL within the deadline).
+//! The inner DNS forwarder (ws-init-core's, driven by a poll loop in a thread of its
+//! own) against a tiny test upstream, all on 127.0.0.1: answers, truncation passed
+//! through, TCP, garbage and oversized packets, a flood beyond the in-flight bound, and
+//! dead upstreams (SERVFAIL within the deadline).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use ws_init::dns::{start, Config};
+use ws_init_core::dns::{Config, Forwarder};
+use ws_init_core::reactor::Interest;
 
 const RCODE_SERVFAIL: u8 = 2;
 
@@ -113,6 +115,23 @@ async fn write_framed(c: &mut TcpStream, m: &[u8]) {
     let mut f = (m.len() as u16).to_be_bytes().to_vec();
     f.extend_from_slice(m);
     c.write_all(&f).await.unwrap();
+}
+
+/// Binds the forwarder and drives it as the core's poll loop does, in a thread that
+/// lives as long as the test program.
+fn start(cfg: Config) -> std::io::Result<SocketAddr> {
+    let mut fwd = Forwarder::bind(cfg)?;
+    let addr = fwd.local_addr();
+    std::thread::spawn(move || {
+        let mut interest = Interest::default();
+        loop {
+            interest.clear();
+            fwd.register(Instant::now(), &mut interest);
+            interest.poll(fwd.deadline()).unwrap();
+            fwd.service(&interest, Instant::now());
+        }
+    });
+    Ok(addr)
 }
 
 /// Short timeouts so dead upstreams cost little test time.
@@ -304,4 +323,33 @@ async fn dead_upstreams_give_servfail_in_time_and_the_next_one_is_asked() {
     assert_eq!(r[3] & 0x0f, RCODE_SERVFAIL, "both fail it: the last answer");
     let ok = query(10, "db");
     assert_eq!(ask(fwd, &ok, WAIT).await.unwrap(), answer(&ok, false));
+}
+
+#[tokio::test]
+async fn the_planned_forwarder_serves_or_dockerd_loses_its_dns_flags() {
+    use ws_init::plan::dns::{DnsDecision, DnsPlan, ForwarderPlan};
+    let (up, _) = upstream(false).await;
+    let plan = |listen: SocketAddr| DnsPlan {
+        decision: DnsDecision::Forwarder,
+        why: String::new(),
+        forwarder: Some(ForwarderPlan {
+            listen,
+            upstreams: vec![up],
+        }),
+        dockerd_args: vec!["--dns".into(), listen.ip().to_string()],
+    };
+    let args: Vec<String> = vec!["--dns".into(), "127.0.0.1".into(), "--debug".into()];
+    // Taken: dockerd keeps its own DNS defaults.
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let got = ws_init::dns::start_planned(Some(&plan(taken.local_addr().unwrap())), &args);
+    assert_eq!(got, ["--debug"]);
+    // Free: the arguments stay and the forwarder answers there.
+    let free = taken.local_addr().unwrap();
+    drop(taken);
+    let got = ws_init::dns::start_planned(Some(&plan(free)), &args);
+    assert_eq!(got, args);
+    let q = query(0x77, "db");
+    assert_eq!(ask(free, &q, WAIT).await.unwrap(), answer(&q, false));
+    // No forwarder planned: nothing changes.
+    assert_eq!(ws_init::dns::start_planned(None, &args), args);
 }

@@ -26,7 +26,6 @@ const TABLE: &[(&str, &str)] = &[
     ("exit", "base"),
     ("stop_budget", "base"),
     ("user::db", "base"),
-    ("dns::message", "base"),
     // The environment, parsed once.
     ("config", "config"),
     // Reads the system into plain data.

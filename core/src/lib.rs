@@ -8,6 +8,7 @@
 pub mod log;
 pub mod atomic;
 pub mod backoff;
+pub mod dns;
 pub mod entry;
 pub mod exit;
 pub mod handover;
