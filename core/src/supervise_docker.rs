@@ -63,7 +63,7 @@ pub fn run(taken: Taken) -> i32 {
             handover::FD_ENV
         )),
     };
-    let mut h = match read.and_then(|()| Handover::decode(&text).map_err(|e| e.to_string())) {
+    let mut h = match read.and_then(|_| Handover::decode(&text).map_err(|e| e.to_string())) {
         Ok(h) => h,
         Err(reason) => {
             eprintln!("ws-init: {reason}");

@@ -14,7 +14,7 @@ use crate::backoff::BackoffPolicy;
 use crate::exit::ChildExit;
 use crate::handover::Dockerd;
 use crate::logs::{self, EchoFilter, LogFile, LogPipes, LogSink};
-use crate::ping::{self, Probe};
+use crate::ping::Probe;
 use crate::reactor::{after, earliest, Interest};
 use crate::reaper::Children;
 use crate::spawn::{configure_child, RunAs};

@@ -8,14 +8,13 @@
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::dns::{Config as DnsConfig, Forwarder};
-use crate::exit::{spawn_error_code, ChildExit, EXIT_USAGE};
+use crate::exit::{spawn_error_code, ChildExit};
 use crate::handover::{self, DockerWait, Handover};
 use crate::reactor::{after, earliest, Interest};
 use crate::reaper::{all_gone, Children};
@@ -82,7 +81,7 @@ impl Core {
             due = earliest(due, d.deadline());
         }
         if let Some(f) = &self.dns {
-            f.register(&mut self.interest);
+            f.register(Instant::now(), &mut self.interest);
             due = earliest(due, f.deadline());
         }
         if let Err(e) = self.interest.poll(due) {
@@ -346,27 +345,16 @@ pub fn start_docker(core: &mut Core, h: &mut Handover) -> bool {
     let Some(d) = h.dockerd.take() else {
         return false;
     };
-    let mut args = d.args.clone();
-    if let Some(dns) = &h.dns {
-        match Forwarder::bind(DnsConfig::new(dns.listen, dns.upstreams.clone())) {
-            Ok(f) => {
-                let ups: Vec<String> = dns.upstreams.iter().map(|u| u.to_string()).collect();
-                info!(
-                    "inner DNS: forwarding {} (udp, tcp) to {} for inner containers",
-                    f.local_addr(),
-                    ups.join(", ")
-                );
-                core.dns = Some(f);
-            }
-            Err(e) => {
-                warn!(
-                    "inner DNS: cannot listen on {}: {e}; inner containers get dockerd's default DNS (which cannot reach the workspace's loopback resolvers)",
-                    dns.listen
-                );
-                args.retain(|a| !dns.dockerd_args.contains(a));
-            }
+    // The forwarder listens before dockerd hands its address out.
+    let args = match &h.dns {
+        Some(dns) => {
+            let cfg = DnsConfig::new(dns.listen, dns.upstreams.clone());
+            let (forwarder, args) = crate::dns::start_planned(cfg, &d.args, &dns.dockerd_args);
+            core.dns = forwarder;
+            args
         }
-    }
+        None => d.args.clone(),
+    };
     if d.run_as.is_none() {
         info!("starting dockerd {}", args.join(" "));
     }
