@@ -7,5 +7,6 @@
 #[macro_use]
 pub mod log;
 pub mod handover;
+pub mod paths;
 pub mod reactor;
 pub mod spawn;
