@@ -15,6 +15,7 @@ pub mod dockerd;
 pub mod doctor;
 pub mod entry;
 pub mod exit;
+pub mod handoff;
 pub mod logging;
 pub mod pid1;
 pub mod plan;
