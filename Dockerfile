@@ -1,6 +1,6 @@
 # Workspace image whose PID 1 is ws-init, for linux/amd64 and linux/arm64. Build with
-# image/build.sh (it builds the static ws-init first and sends a tiny context: this file,
-# .dockerignore, bin/ARCH/ws-init).
+# image/build.sh (it builds the static ws-init and ws-init-bringup first and sends a tiny
+# context: this file, .dockerignore, bin/ARCH/ws-init, bin/ARCH/ws-init-bringup).
 #   docker run -d --privileged -e WS_DOCKER_ENABLE_CLIENT=1 ws-init/workspace:dev
 ARG BASE_IMAGE=debian:trixie-slim
 FROM ${BASE_IMAGE}
@@ -54,10 +54,13 @@ ENV DOCKER_BUILDKIT=1
 # path is a volume (an anonymous one unless the user mounts a named volume or an emptyDir).
 VOLUME /var/lib/docker
 
-# The context holds one static ws-init per architecture (image/build.sh); BuildKit sets
-# TARGETARCH, build.sh passes it to the legacy builder.
+# The context holds the two static programs per architecture (image/build.sh): ws-init, the
+# resident PID 1, and ws-init-bringup, the bring-up it runs (it looks for it in
+# ../libexec/ws-init/ from its own directory). BuildKit sets TARGETARCH, build.sh passes it to
+# the legacy builder.
 ARG TARGETARCH
 COPY bin/${TARGETARCH}/ws-init /usr/local/bin/ws-init
+COPY bin/${TARGETARCH}/ws-init-bringup /usr/local/libexec/ws-init/ws-init-bringup
 
 WORKDIR /home/workspace
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the workspace image: static ws-init on the host, a Debian base image (local, pulled, or
 # made here with debootstrap when no registry is reachable), then `docker build`. The static
-# binary is also copied into features/ws-init/, where the Dev Container Feature takes it from.
+# binaries (ws-init, the resident PID 1, and ws-init-bringup, the bring-up it runs) are also
+# copied into features/ws-init/, where the Dev Container Feature takes them from.
 #
 #   image/build.sh [TAG]        default TAG: ws-init/workspace:dev
 #
@@ -84,7 +85,23 @@ target_dir() {
   printf '%s\n' "$dir"
 }
 
-# Sets BIN to the static binary it built.
+# check_static BIN: both programs built next to each other (ws-init and ws-init-bringup), each
+# statically linked.
+check_static() {
+  local b
+  for b in "$1" "$(bringup_of "$1")"; do
+    [[ -x $b ]] || die "cargo did not produce ${b}"
+    if command -v file >/dev/null 2>&1; then
+      file -L "$b" | grep -Eq 'statically linked|static-pie linked' \
+        || die "${b} is not statically linked: $(file -L "$b")"
+    fi
+  done
+}
+
+# The bring-up program cargo builds next to ws-init BIN.
+bringup_of() { printf '%s/ws-init-bringup\n' "$(dirname "$1")"; }
+
+# Sets BIN to the static ws-init it built (ws-init-bringup is next to it: bringup_of).
 build_ws_init() {
   local tdir bin
   tdir=$(target_dir)
@@ -99,11 +116,7 @@ build_ws_init() {
       cargo build --release --locked --target "$GNU" >&2
     bin=$tdir/$GNU/release/ws-init
   fi
-  [[ -x $bin ]] || die "cargo did not produce ${bin}"
-  if command -v file >/dev/null 2>&1; then
-    file -L "$bin" | grep -Eq 'statically linked|static-pie linked' \
-      || die "${bin} is not statically linked: $(file -L "$bin")"
-  fi
+  check_static "$bin"
   BIN=$bin
 }
 

@@ -108,8 +108,9 @@ zigbuild_venv() {
   printf '%s\n' "$venv/bin"
 }
 
-# Sets BIN to the static ws-init for ARCH: the host's with build.sh's build_ws_init, a
-# foreign one with cargo zigbuild (the static, non-PIE flags of .cargo/config.toml apply).
+# Sets BIN to the static ws-init for ARCH, with ws-init-bringup next to it (build.sh's
+# bringup_of): the host's with build.sh's build_ws_init, a foreign one with cargo zigbuild (the
+# static, non-PIE flags of .cargo/config.toml apply; it builds both programs).
 build_ws_init_for() {
   local arch=$1 target bin zbin
   if [[ $arch == "$(host_arch)" ]]; then
@@ -122,13 +123,14 @@ build_ws_init_for() {
     zbin=$(zigbuild_venv)
     (cd "$ROOT" && PATH=$zbin:$PATH cargo zigbuild --release --locked --target "$target" >&2)
     bin=$(target_dir)/$target/release/ws-init
-    [[ -x $bin ]] || die "cargo zigbuild did not produce ${bin}"
+    check_static "$bin"
     BIN=$bin
   fi
   if command -v file >/dev/null 2>&1; then
-    file -L "$BIN" | grep -q "$(file_word_of "$arch")" || die "${BIN} is not an ${arch} binary: $(file -L "$BIN")"
-    file -L "$BIN" | grep -Eq 'statically linked|static-pie linked' \
-      || die "${BIN} is not statically linked: $(file -L "$BIN")"
+    local b
+    for b in "$BIN" "$(bringup_of "$BIN")"; do
+      file -L "$b" | grep -q "$(file_word_of "$arch")" || die "${b} is not an ${arch} binary: $(file -L "$b")"
+    done
   fi
 }
 
@@ -189,9 +191,10 @@ build_platform() {
   phase "emulation for ${arch}" ensure_binfmt "$arch"
   phase "cargo build (static ws-init, ${arch})" build_ws_init_for "$arch"
   if [[ $arch == "$(host_arch)" ]]; then
-    # The Dev Container Feature ships the host's binary in its folder (gitignored).
+    # The Dev Container Feature ships the host's binaries in its folder (gitignored).
     install -m 0755 "$BIN" "$ROOT/features/ws-init/ws-init"
-    log "copied ws-init into features/ws-init/ (the Feature's install.sh installs it from there)"
+    install -m 0755 "$(bringup_of "$BIN")" "$ROOT/features/ws-init/ws-init-bringup"
+    log "copied ws-init and ws-init-bringup into features/ws-init/ (the Feature's install.sh installs them from there)"
   fi
   phase "base image (${arch})" resolve_base_for "$arch"
   # A base made here gets its apt sources from build.sh (a pulled one keeps its own).
@@ -212,15 +215,17 @@ build_platform() {
 }
 
 # make_context DIR ARCH...: a tiny build context (the Dockerfile, the files the image adds,
-# bin/ARCH/ws-init for each ARCH: the Dockerfile copies bin/${TARGETARCH}/ws-init). Needs
-# BIN_OF[ARCH] or, for a single ARCH, BIN.
+# bin/ARCH/ws-init and bin/ARCH/ws-init-bringup for each ARCH: the Dockerfile copies
+# bin/${TARGETARCH}/*). Needs BIN_OF[ARCH] or, for a single ARCH, BIN. Mode 0755: the image
+# keeps it, and ws-init runs as root only programs no one but root can write.
 make_context() {
   local ctx=$1 arch
   shift
   cp "$ROOT/Dockerfile" "$ROOT/.dockerignore" "$ctx/"
   for arch in "$@"; do
     mkdir -p "$ctx/bin/$arch"
-    cp "${BIN_OF[$arch]:-$BIN}" "$ctx/bin/$arch/ws-init"
+    install -m 0755 "${BIN_OF[$arch]:-$BIN}" "$ctx/bin/$arch/ws-init"
+    install -m 0755 "$(bringup_of "${BIN_OF[$arch]:-$BIN}")" "$ctx/bin/$arch/ws-init-bringup"
   done
   if [[ -d $ROOT/image/rootfs ]]; then
     mkdir -p "$ctx/image" && cp -a "$ROOT/image/rootfs" "$ctx/image/"

@@ -337,23 +337,8 @@ pub(crate) fn start_docker(
 ) -> Option<DockerdHandle> {
     match &prepared.plan.mode {
         DockerMode::Remote { host, .. } => {
-            let host = host.clone();
-            // The endpoint config parsed from DOCKER_HOST (with DOCKER_TLS_VERIFY).
-            let endpoint = settings
-                .docker_host
-                .as_ref()
-                .map(|h| h.connectable().cloned());
-            tokio::task::spawn_local(async move {
-                let endpoint = match endpoint {
-                    Some(Ok(e)) => e,
-                    Some(Err(e)) => return warn!("{e}"),
-                    None => return warn!("DOCKER_HOST={host}: not set"),
-                };
-                match docker_api::check(&endpoint, REMOTE_CHECK_TIMEOUT).await {
-                    Ok(reach) => info!("remote engine {endpoint}: {reach}"),
-                    Err(e) => warn!("remote engine {endpoint} does not answer: {e}; the docker CLI will fail until it does"),
-                }
-            });
+            let (settings, host) = (settings.clone(), host.clone());
+            tokio::task::spawn_local(async move { check_remote(&settings, &host).await });
             None
         }
         _ => {
@@ -399,6 +384,22 @@ pub(crate) fn start_docker(
 }
 
 const REMOTE_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A remote engine (`DOCKER_HOST`) is checked once: logged, never fatal.
+pub(crate) async fn check_remote(settings: &Settings, host: &str) {
+    // The endpoint config parsed from DOCKER_HOST (with DOCKER_TLS_VERIFY).
+    let endpoint = match settings.docker_host.as_ref().map(|h| h.connectable()) {
+        Some(Ok(e)) => e,
+        Some(Err(e)) => return warn!("{e}"),
+        None => return warn!("DOCKER_HOST={host}: not set"),
+    };
+    match docker_api::check(endpoint, REMOTE_CHECK_TIMEOUT).await {
+        Ok(reach) => info!("remote engine {endpoint}: {reach}"),
+        Err(e) => warn!(
+            "remote engine {endpoint} does not answer: {e}; the docker CLI will fail until it does"
+        ),
+    }
+}
 
 /// dockerd stops after the main command (it may still be using Docker) and
 /// before the rest: SIGTERM lets it stop inner containers cleanly. Those

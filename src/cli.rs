@@ -12,6 +12,10 @@ pub const USAGE: &str = "usage: ws-init [--] CMD [ARG...]
        ws-init start-docker [--timeout SECS]
        ws-init --version";
 
+/// `ws-init-bringup __bringup`: the bring-up PID 1 runs as a child (not in
+/// the usage: nobody runs it by hand).
+pub const BRINGUP: &str = "__bringup";
+
 /// Default bound of `wait-docker`.
 pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -28,6 +32,8 @@ pub enum Invocation {
     StartDocker {
         timeout: Duration,
     },
+    /// Bring the workspace up and hand PID 1 the plan (`handoff`).
+    Bringup,
     Help,
     Version,
 }
@@ -60,6 +66,8 @@ pub fn parse(args: &[OsString]) -> Result<Invocation, UsageError> {
                 "doctor: unexpected arguments {other:?} (only --json is accepted)"
             ))),
         },
+        Some(BRINGUP) if rest.is_empty() => Ok(Invocation::Bringup),
+        Some(BRINGUP) => Err(UsageError(format!("{BRINGUP} takes no arguments"))),
         Some("wait-docker") => Ok(Invocation::WaitDocker {
             timeout: parse_timeout_args("wait-docker", &strs())?,
         }),
@@ -197,6 +205,17 @@ mod tests {
         assert_eq!(
             p(&["--", "start-docker"]).unwrap(),
             Invocation::Run(vec!["start-docker".into()])
+        );
+    }
+
+    #[test]
+    fn the_hidden_bringup_command() {
+        assert_eq!(p(&["__bringup"]).unwrap(), Invocation::Bringup);
+        assert!(p(&["__bringup", "x"]).is_err());
+        assert!(!USAGE.contains(BRINGUP));
+        assert_eq!(
+            p(&["--", "__bringup"]).unwrap(),
+            Invocation::Run(vec!["__bringup".into()])
         );
     }
 

@@ -6,76 +6,44 @@
 //!
 //! It forks a supervisor and waits, at most `--timeout`, for its one-line
 //! report over a pipe. The supervisor becomes a session leader and a child
-//! subreaper, prepares and starts dockerd exactly as ws-init as PID 1 does
-//! (`bringup` and `app::start_docker`: same probe, plan, steps, supervisor,
-//! restarts with backoff), reaps its own subtree, and on SIGTERM or SIGINT stops
-//! dockerd in order and exits. The parent returns 0 once `/_ping` answers, so
-//! whatever runs next can use `docker` at once.
+//! subreaper, brings Docker up exactly as `ws-init-bringup __bringup` does for
+//! PID 1 (`handoff`: same probe, plan, steps and decision), then becomes the
+//! resident core by exec: `ws-init __supervise-docker` with the handover on
+//! fd 3 and the report pipe on fd 4 (see [`exec_core`]). The core supervises
+//! dockerd (restarts with backoff), reaps the subtree, reports, and on SIGTERM
+//! or SIGINT stops dockerd in order and exits. The parent returns 0 once
+//! `/_ping` answers, so whatever runs next can use `docker` at once.
 //!
 //! One supervisor per container: it holds an exclusive `flock` on
 //! [`PID_FILE`] (which holds its pid), so a second `start-docker` only waits
 //! for the Docker the first one started. The lock dies with the process, so a
 //! file left by a container restart is no obstacle.
 
+use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
-use tracing::{error, info, warn};
+use tracing::{info, warn};
+use ws_init_core::handover::{self, Handover, Report};
 
-use crate::app::{self, StopDeadlines};
+use crate::app;
 use crate::bringup;
 use crate::config::Settings;
-use crate::dockerd::State;
 use crate::exit::EXIT_USAGE;
-use crate::pid1::signals::{self, SignalFd};
-use crate::pid1::{self, Reaper};
+use crate::handoff;
+use crate::pid1::{self, signals};
 use crate::plan::DockerMode;
 
 /// The supervisor's lock and pid file: `kill -TERM $(cat /run/ws-init-docker.pid)`
 /// stops dockerd cleanly.
 pub const PID_FILE: &str = "/run/ws-init-docker.pid";
-
-/// What the supervisor tells the waiting parent: one line over a pipe.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Report {
-    /// dockerd answers `/_ping`.
-    Ready { pid: i32 },
-    /// This mode starts no dockerd (host socket, remote engine): the parent
-    /// checks the endpoint itself.
-    NoDaemon { mode: String },
-    /// Docker will not be available; why, and what to do.
-    Failed { reason: String },
-}
-
-impl Report {
-    /// One line, newline-free whatever the reason says.
-    pub fn encode(&self) -> String {
-        let line = match self {
-            Report::Ready { pid } => format!("ready {pid}"),
-            Report::NoDaemon { mode } => format!("no-daemon {mode}"),
-            Report::Failed { reason } => format!("failed {reason}"),
-        };
-        format!("{}\n", line.replace('\n', " "))
-    }
-
-    pub fn decode(line: &str) -> Option<Report> {
-        let (kind, rest) = line.trim_end_matches('\n').split_once(' ')?;
-        match kind {
-            "ready" => rest.parse().ok().map(|pid| Report::Ready { pid }),
-            "no-daemon" => Some(Report::NoDaemon { mode: rest.into() }),
-            "failed" => Some(Report::Failed {
-                reason: rest.into(),
-            }),
-            _ => None,
-        }
-    }
-}
 
 /// The outcome of trying to become the container's one supervisor.
 #[derive(Debug)]
@@ -87,7 +55,8 @@ pub enum Lock {
 }
 
 /// Takes the exclusive lock on `path` without waiting. The file is opened
-/// close-on-exec (dockerd must not inherit it) and never through a link.
+/// close-on-exec (only the core it is handed to by [`exec_core`] keeps it;
+/// dockerd must not inherit it) and never through a link.
 pub fn take_lock(path: &Path) -> std::io::Result<Lock> {
     let mut file = std::fs::OpenOptions::new()
         .read(true)
@@ -286,7 +255,8 @@ fn read_report(pipe: OwnedFd, deadline: Instant) -> ReadOutcome {
     }
 }
 
-/// The forked supervisor: detaches, then runs until SIGTERM/SIGINT.
+/// The forked supervisor: detaches, brings Docker up, then becomes the core
+/// (which runs until SIGTERM/SIGINT); returns only when it cannot.
 fn supervisor(settings: Settings, mut lock: File, report: File) -> i32 {
     // Its own session: signals to the caller's process group (a shell's
     // job control, the entrypoint's `sh`) do not reach it.
@@ -304,17 +274,176 @@ fn supervisor(settings: Settings, mut lock: File, report: File) -> i32 {
     if let Err(e) = write_pid(&mut lock, std::process::id()) {
         warn!("cannot write {PID_FILE}: {e}");
     }
-    // As PID 1 mode: every catchable signal is blocked and read from a
-    // signalfd (while this process still has one thread), SIGCHLD reaps.
+    // A SIGTERM during bring-up stays pending (the mask survives exec) and
+    // is the core's first signal: the stop is never lost.
     if let Err(e) = signals::block_all() {
-        warn!("cannot block signals to read them from a signalfd ({e})");
+        warn!("cannot block signals until the supervisor reads them ({e})");
     }
-    let Some(rt) = app::runtime() else { return 1 };
-    let local = tokio::task::LocalSet::new();
-    let code = local.block_on(&rt, supervise(settings, report));
-    // The lock is released when this process ends, not before.
-    drop(lock);
-    code
+    info!(
+        pid = std::process::id(),
+        "Docker supervisor started (ws-init start-docker)"
+    );
+    let (probe, plan) = bringup::probe_and_plan(&settings);
+    let prepared = bringup::apply(probe, plan);
+    // Only a rootless dockerd needs the user; resolved after the group edits.
+    let main_user = match prepared.plan.mode {
+        DockerMode::Rootless { .. } => app::resolve_run_as(&settings),
+        _ => Ok(None),
+    };
+    let decision = handoff::decide(&handoff::Inputs {
+        settings: &settings,
+        prepared: Some(&prepared),
+        main_user,
+        stderr_is_terminal: nix::unistd::isatty(2).unwrap_or(false),
+    });
+    handoff::say(&decision.said);
+    if decision.handover.dockerd.is_none() {
+        let r = no_dockerd_report(&prepared);
+        send(&mut Some(report), &r);
+        return if matches!(r, Report::Failed { .. }) {
+            1
+        } else {
+            0
+        };
+    }
+    let core = match ws_init_core::paths::core_program() {
+        Ok(core) => core,
+        Err(e) => return cannot_supervise(Some(report), e.to_string()),
+    };
+    // A close-on-exec copy above the descriptors exec_core places: what is
+    // left to tell the parent with when the exec fails.
+    let spare = dup_above(&report, FD_PARKING).ok().map(File::from);
+    let why = exec_core(&core, &decision.handover, report, lock);
+    cannot_supervise(spare, why)
+}
+
+/// Tells the parent (and the log) why the core could not take over.
+fn cannot_supervise(mut report: Option<File>, why: String) -> i32 {
+    let reason = format!("cannot start the Docker supervisor: {why}");
+    tracing::error!("{reason}");
+    send(&mut report, &Report::Failed { reason });
+    1
+}
+
+/// Where `ws-init __supervise-docker` finds the handover and the report pipe.
+const CORE_HANDOVER_FD: RawFd = 3;
+const CORE_REPORT_FD: RawFd = 4;
+/// Descriptors are moved up here first, so placing one on 3 or 4 cannot
+/// close another that happened to be there.
+const FD_PARKING: RawFd = 10;
+
+/// A close-on-exec duplicate of `fd`, numbered `min` or above.
+fn dup_above(fd: &impl AsRawFd, min: RawFd) -> std::io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on a descriptor the caller holds open.
+    let high = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    if high < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor, ours alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(high) })
+}
+
+/// Becomes the resident core: `CORE __supervise-docker`, with
+/// - fd 3: a pipe holding `handover.encode()` (write end closed, so the core
+///   reads to end of file), `WS_INIT_HANDOVER_FD=3`;
+/// - fd 4: the report pipe's write end (one [`Report`] line for the waiting
+///   parent), `WS_INIT_REPORT_FD=4`;
+/// - the lock on [`PID_FILE`] still held through an inherited descriptor
+///   (its number unspecified; not close-on-exec); the core makes every
+///   inherited descriptor but 0–2 close-on-exec for its children;
+/// - every signal blocked (a stop asked for during bring-up is pending), the
+///   pid the pid file names, its own session, cwd `/`, stdio detached.
+///
+/// Returns why only when that fails.
+fn exec_core(core: &Path, h: &Handover, report: File, lock: File) -> String {
+    let argv = [core.as_os_str().as_bytes(), b"__supervise-docker"];
+    let mut env: Vec<Vec<u8>> = std::env::vars_os()
+        .filter(|(k, _)| k != handover::FD_ENV && k != handover::REPORT_FD_ENV)
+        .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
+        .collect();
+    env.push(format!("{}={CORE_HANDOVER_FD}", handover::FD_ENV).into_bytes());
+    env.push(format!("{}={CORE_REPORT_FD}", handover::REPORT_FD_ENV).into_bytes());
+    let c_strings = |v: &[&[u8]]| {
+        v.iter()
+            .map(|s| CString::new(*s))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let env: Vec<&[u8]> = env.iter().map(Vec::as_slice).collect();
+    let (Ok(argv), Ok(env)) = (c_strings(&argv), c_strings(&env)) else {
+        return "a NUL byte in its path or in the environment".into();
+    };
+    let pipe = match handover_pipe(h.encode().as_bytes()) {
+        Ok(fd) => fd,
+        Err(e) => return format!("cannot pass the plan to {}: {e}", core.display()),
+    };
+    if let Err(e) = place_fds(pipe, OwnedFd::from(report), OwnedFd::from(lock)) {
+        return format!("cannot pass descriptors to {}: {e}", core.display());
+    }
+    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_p.push(std::ptr::null());
+    let mut env_p: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    env_p.push(std::ptr::null());
+    // SAFETY: NUL-terminated strings in null-terminated arrays, all alive
+    // for the call; execve returns only on failure.
+    unsafe { libc::execve(argv_p[0], argv_p.as_ptr(), env_p.as_ptr()) };
+    format!(
+        "cannot run {}: {}",
+        core.display(),
+        std::io::Error::last_os_error()
+    )
+}
+
+/// A pipe holding `text` with its write end closed: the read end.
+fn handover_pipe(text: &[u8]) -> std::io::Result<OwnedFd> {
+    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    // Nobody reads before the exec: the pipe must hold it all (64 KiB by
+    // default, far more than a handover).
+    // SAFETY: F_GETPIPE_SZ on a pipe we own.
+    let size = unsafe { libc::fcntl(write_end.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    if size >= 0 && (size as usize) < text.len() {
+        // SAFETY: F_SETPIPE_SZ on a pipe we own.
+        if unsafe {
+            libc::fcntl(
+                write_end.as_raw_fd(),
+                libc::F_SETPIPE_SZ,
+                text.len() as libc::c_int,
+            )
+        } < 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    File::from(write_end).write_all(text)?;
+    Ok(read_end)
+}
+
+/// Puts the handover on fd 3 and the report on fd 4 (both inherited by the
+/// exec) and keeps the lock's descriptor open across it.
+fn place_fds(handover: OwnedFd, report: OwnedFd, lock: OwnedFd) -> std::io::Result<()> {
+    // Parked above the targets first (the originals close), so no dup2
+    // below lands on one of them.
+    let (h, r, l) = (
+        dup_above(&handover, FD_PARKING)?,
+        dup_above(&report, FD_PARKING)?,
+        dup_above(&lock, FD_PARKING)?,
+    );
+    drop((handover, report, lock));
+    for (from, to) in [(&h, CORE_HANDOVER_FD), (&r, CORE_REPORT_FD)] {
+        // SAFETY: dup2 of a descriptor we own onto a number nothing of ours
+        // uses any more; the copy is not close-on-exec. It stays open on
+        // purpose (for the exec), so it is never wrapped in an OwnedFd.
+        if unsafe { libc::dup2(from.as_raw_fd(), to) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    // The flock lives as long as any descriptor of its open file: this one
+    // crosses the exec, and is never closed by this program.
+    let l = l.into_raw_fd();
+    // SAFETY: clears close-on-exec on a descriptor we own (and leave open).
+    if unsafe { libc::fcntl(l, libc::F_SETFD, 0) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// stdin from /dev/null; stdout and stderr to the container's log (PID 1's),
@@ -341,72 +470,6 @@ fn send(report: &mut Option<File>, r: &Report) {
         // The parent may be gone (it timed out): nothing to tell then.
         let _ = f.write_all(r.encode().as_bytes());
     }
-}
-
-/// The supervisor's life: bring Docker up as PID 1 mode does, report, then
-/// supervise until asked to stop.
-async fn supervise(settings: Settings, report: File) -> i32 {
-    let mut report = Some(report);
-    let sigfd = match SignalFd::open() {
-        Ok(fd) => fd,
-        Err(e) => {
-            let reason = format!("cannot open a signalfd to receive signals: {e}");
-            send(&mut report, &Report::Failed { reason });
-            return 1;
-        }
-    };
-    let (reaper, mut inbox) = Reaper::start_with_signals(sigfd);
-    info!(
-        pid = std::process::id(),
-        "Docker supervisor started (ws-init start-docker)"
-    );
-    let (probe, plan) = bringup::probe_and_plan(&settings);
-    let prepared = bringup::apply(probe, plan);
-    let Some(dockerd) = app::start_docker(&reaper, &prepared, &settings) else {
-        let r = no_dockerd_report(&prepared);
-        send(&mut report, &r);
-        return if matches!(r, Report::Failed { .. }) {
-            1
-        } else {
-            0
-        };
-    };
-
-    let mut state = dockerd.state();
-    let ready = dockerd.ready();
-    tokio::pin!(ready);
-    let code = loop {
-        tokio::select! {
-            r = &mut ready, if report.is_some() => match r {
-                Ok(pid) => send(&mut report, &Report::Ready { pid }),
-                Err(e) => {
-                    send(&mut report, &Report::Failed { reason: e.to_string() });
-                    break 1;
-                }
-            },
-            changed = state.changed() => {
-                if changed.is_err() {
-                    break 1;
-                }
-                let now = state.borrow().clone();
-                if let State::Failed { reason } = now {
-                    error!("dockerd cannot be started any more: {reason}");
-                    send(&mut report, &Report::Failed { reason });
-                    break 1;
-                }
-            }
-            sig = inbox.recv() => {
-                if matches!(sig.signo, libc::SIGTERM | libc::SIGINT) {
-                    info!("{} received: stopping dockerd", signals::name(sig.signo));
-                    break 0;
-                }
-                tracing::debug!("{} ignored by the Docker supervisor", signals::name(sig.signo));
-            }
-        }
-    };
-    let deadlines = StopDeadlines::from(tokio::time::Instant::now(), settings.stop_timeout);
-    app::stop_everything(&reaper, Some(&dockerd), &deadlines).await;
-    code
 }
 
 /// Why no dockerd was started, as the parent is told.
@@ -437,35 +500,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn report_lines_round_trip() {
-        for r in [
-            Report::Ready { pid: 42 },
-            Report::NoDaemon {
-                mode: "host-socket".into(),
-            },
-            Report::Failed {
-                reason: "it cannot work: no privilege".into(),
-            },
-        ] {
-            let line = r.encode();
-            assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
-            assert_eq!(Report::decode(&line), Some(r));
-        }
-        let multi = Report::Failed {
-            reason: "one\ntwo".into(),
-        };
-        assert_eq!(
-            Report::decode(&multi.encode()),
-            Some(Report::Failed {
-                reason: "one two".into()
-            })
-        );
-        assert_eq!(Report::decode("ready x\n"), None);
-        assert_eq!(Report::decode("bogus 1\n"), None);
-        assert_eq!(Report::decode(""), None);
-    }
-
-    #[test]
     fn one_lock_holder_and_its_pid_is_seen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ws-init-docker.pid");
@@ -480,6 +514,106 @@ mod tests {
         // The lock ends with its holder: a file left behind is no obstacle.
         drop(first);
         assert!(matches!(take_lock(&path).unwrap(), Lock::Taken(_)));
+    }
+
+    /// Set to a directory: [`exec_core_helper_process`] execs the fake core there.
+    const HELPER_DIR: &str = "WS_INIT_TEST_EXEC_CORE_DIR";
+
+    /// The exec contract, checked by a fake core (a shell script) that this
+    /// test process becomes: the handover on fd 3 to end of file, the report
+    /// on fd 4, both named in the environment, the lock still held. The lock
+    /// and the report start on 4 and 3, the other way round, so placing
+    /// them must not close one with the other.
+    #[test]
+    fn the_core_is_exec_d_with_the_handover_on_3_the_report_on_4_and_the_lock() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let core = d.join("fake-core");
+        std::fs::write(
+            &core,
+            "#!/bin/sh\n\
+             d=$(dirname \"$0\")\n\
+             cat <&3 >\"$d/handover\"\n\
+             echo \"$1 $WS_INIT_HANDOVER_FD $WS_INIT_REPORT_FD\" >\"$d/args\"\n\
+             if flock -n \"$d/lock\" true; then echo free; else echo held; fi >\"$d/lock-state\"\n\
+             echo 'ready 42' >&4\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&core, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "detach::tests::exec_core_helper_process",
+                "--ignored",
+                "--test-threads=1",
+            ])
+            .env(HELPER_DIR, d)
+            .output()
+            .unwrap();
+        let read = |f: &str| std::fs::read_to_string(d.join(f)).unwrap_or_default();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(Handover::decode(&read("handover")), Ok(helper_handover()));
+        assert_eq!(read("args"), "__supervise-docker 3 4\n");
+        assert_eq!(read("lock-state"), "held\n");
+        assert_eq!(
+            Report::decode(&read("report")),
+            Some(Report::Ready { pid: 42 })
+        );
+        // The lock ended with the process that held it.
+        assert!(matches!(
+            take_lock(&d.join("lock")).unwrap(),
+            Lock::Taken(_)
+        ));
+    }
+
+    fn helper_handover() -> Handover {
+        Handover {
+            log_level: ws_init_core::log::Level::Info,
+            log_json: false,
+            stop_timeout: Duration::from_secs(8),
+            main_user: None,
+            wait: ws_init_core::handover::DockerWait::Off,
+            dockerd: Some(ws_init_core::handover::Dockerd {
+                program: "/usr/bin/dockerd".into(),
+                args: vec!["--group=docker".into()],
+                env: vec![("container".into(), "docker".into())],
+                socket: "/var/run/docker.sock".into(),
+                log_path: "/var/log/dockerd.log".into(),
+                log_max_bytes: 1 << 20,
+                log_gid: 999,
+                stale_files: vec!["/var/run/docker.pid".into()],
+                run_as: None,
+            }),
+            dns: None,
+        }
+    }
+
+    /// Run only by the test above, in a process of its own, which it replaces.
+    #[test]
+    #[ignore = "a helper process of the_core_is_exec_d_with_the_handover_on_3_the_report_on_4_and_the_lock"]
+    fn exec_core_helper_process() {
+        let dir = std::path::PathBuf::from(std::env::var_os(HELPER_DIR).expect(HELPER_DIR));
+        let Lock::Taken(lock) = take_lock(&dir.join("lock")).unwrap() else {
+            panic!("lock held");
+        };
+        let report = File::create(dir.join("report")).unwrap();
+        // The lock on fd 4 and the report on fd 3.
+        let (l, r) = (
+            dup_above(&lock, 20).unwrap(),
+            dup_above(&report, 20).unwrap(),
+        );
+        drop((lock, report));
+        for (from, to) in [(&l, 4), (&r, 3)] {
+            // SAFETY: dup2 of descriptors this process owns onto 3 and 4,
+            // which it owns from here on.
+            assert!(unsafe { libc::dup2(from.as_raw_fd(), to) } >= 0);
+        }
+        drop((l, r));
+        // SAFETY: placed just above, owned here alone.
+        let (lock, report) = unsafe { (File::from_raw_fd(4), File::from_raw_fd(3)) };
+        let why = exec_core(&dir.join("fake-core"), &helper_handover(), report, lock);
+        panic!("exec failed: {why}");
     }
 
     #[test]

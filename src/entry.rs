@@ -9,6 +9,12 @@ use crate::exit::EXIT_USAGE;
 
 pub fn main() -> ExitCode {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
+    // The handover descriptor is this process's alone: out of the
+    // environment and close-on-exec before anything runs that could pass
+    // either on.
+    let handover_fd = crate::handoff::take_handover_fd(
+        args.len() == 1 && args.first().is_some_and(|a| a == cli::BRINGUP),
+    );
     let invocation = match cli::parse(&args) {
         Ok(i) => i,
         Err(e) => {
@@ -20,6 +26,23 @@ pub fn main() -> ExitCode {
         // First, while ws-init has one thread: every thread inherits the mask.
         crate::app::block_signals();
     }
+    // `__bringup` without its descriptor has nowhere to hand the plan.
+    let bringup_fd = match (&invocation, handover_fd) {
+        (Invocation::Bringup, Some(Ok(fd))) => Some(fd),
+        (Invocation::Bringup, other) => {
+            let why = match other {
+                Some(Err(why)) => why,
+                _ => format!(
+                    "{} is not set: `ws-init-bringup {}` is started by ws-init (PID 1), not by hand",
+                    ws_init_core::handover::FD_ENV,
+                    cli::BRINGUP
+                ),
+            };
+            eprintln!("ws-init: {why}");
+            return ExitCode::from(EXIT_USAGE as u8);
+        }
+        _ => None,
+    };
     match invocation {
         Invocation::Help => {
             println!("{}", cli::USAGE);
@@ -45,6 +68,9 @@ pub fn main() -> ExitCode {
         Invocation::Doctor { json } => crate::app::doctor(&settings, json),
         Invocation::WaitDocker { timeout } => crate::app::wait_docker(&settings, timeout),
         Invocation::StartDocker { timeout } => crate::detach::start_docker(settings, timeout),
+        Invocation::Bringup => {
+            bringup_fd.map_or(EXIT_USAGE, |fd| crate::handoff::run(settings, fd))
+        }
         Invocation::Help | Invocation::Version => unreachable!("handled above"),
     };
     ExitCode::from(code.clamp(0, 255) as u8)

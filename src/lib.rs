@@ -14,6 +14,7 @@ pub mod docker_api;
 pub mod dockerd;
 pub mod doctor;
 pub mod entry;
+pub mod handoff;
 pub mod logging;
 pub mod pid1;
 pub mod plan;

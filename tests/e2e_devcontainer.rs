@@ -434,8 +434,9 @@ fn plain_debian_base() -> String {
     )
 }
 
-/// `.devcontainer/ws-init/`: the Feature as in the repository, with the ws-init binary of the
-/// image under test (image/build.sh copies the same binary into features/ws-init/). Where the
+/// `.devcontainer/ws-init/`: the Feature as in the repository, with the ws-init and
+/// ws-init-bringup binaries of the image under test (image/build.sh copies the same binaries
+/// into features/ws-init/). Where the
 /// engine refuses `--privileged`, the copy drops `"privileged": true` (the caller puts the
 /// near-privileged flags into runArgs).
 fn copy_feature(e: &support::E2e, to: &Path) {
@@ -451,21 +452,35 @@ fn copy_feature(e: &support::E2e, to: &Path) {
     }
     std::fs::write(to.join("devcontainer-feature.json"), manifest).expect("write manifest");
     let id = support::docker_ok(&["create", &e.image], secs(60));
-    let cp = docker(
-        &[
-            "cp",
-            &format!("{id}:/usr/local/bin/ws-init"),
-            &to.join("ws-init").to_string_lossy(),
-        ],
-        secs(60),
-    );
+    let copies: Vec<_> = [
+        ("/usr/local/bin/ws-init", "ws-init"),
+        (
+            "/usr/local/libexec/ws-init/ws-init-bringup",
+            "ws-init-bringup",
+        ),
+    ]
+    .into_iter()
+    .map(|(inside, name)| {
+        let cp = docker(
+            &[
+                "cp",
+                &format!("{id}:{inside}"),
+                &to.join(name).to_string_lossy(),
+            ],
+            secs(60),
+        );
+        (inside, cp)
+    })
+    .collect();
     let _ = docker(&["rm", "-f", &id], secs(60));
-    assert!(
-        cp.ok(),
-        "cannot copy ws-init out of {}:\n{}",
-        e.image,
-        cp.describe()
-    );
+    for (inside, cp) in copies {
+        assert!(
+            cp.ok(),
+            "cannot copy {inside} out of {}:\n{}",
+            e.image,
+            cp.describe()
+        );
+    }
 }
 
 #[test]

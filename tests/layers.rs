@@ -52,6 +52,7 @@ const TABLE: &[(&str, &str)] = &[
     ("app", "app"),
     ("cli", "app"),
     ("detach", "app"),
+    ("handoff", "app"),
     ("doctor", "app"),
     ("logging", "app"),
     ("main", "app"),

@@ -19,6 +19,10 @@ use crate::spawn::RunAs;
 /// writes the handover to (it is not inherited further).
 pub const FD_ENV: &str = "WS_INIT_HANDOVER_FD";
 
+/// The environment variable naming the descriptor `ws-init __supervise-docker`
+/// writes its one-line [`Report`] to (`ws-init start-docker`'s waiting parent).
+pub const REPORT_FD_ENV: &str = "WS_INIT_REPORT_FD";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handover {
     /// ws-init's own log lines from now on (the terminal rule applied).
@@ -347,6 +351,43 @@ impl Reader<'_> {
     }
 }
 
+/// What the Docker supervisor of `ws-init start-docker` tells the waiting
+/// parent: one line over a pipe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    /// dockerd answers `/_ping`.
+    Ready { pid: i32 },
+    /// This mode starts no dockerd (host socket, remote engine): the parent
+    /// checks the endpoint itself.
+    NoDaemon { mode: String },
+    /// Docker will not be available; why, and what to do.
+    Failed { reason: String },
+}
+
+impl Report {
+    /// One line, newline-free whatever the reason says.
+    pub fn encode(&self) -> String {
+        let line = match self {
+            Report::Ready { pid } => format!("ready {pid}"),
+            Report::NoDaemon { mode } => format!("no-daemon {mode}"),
+            Report::Failed { reason } => format!("failed {reason}"),
+        };
+        format!("{}\n", line.replace('\n', " "))
+    }
+
+    pub fn decode(line: &str) -> Option<Report> {
+        let (kind, rest) = line.trim_end_matches('\n').split_once(' ')?;
+        match kind {
+            "ready" => rest.parse().ok().map(|pid| Report::Ready { pid }),
+            "no-daemon" => Some(Report::NoDaemon { mode: rest.into() }),
+            "failed" => Some(Report::Failed {
+                reason: rest.into(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,5 +485,34 @@ mod tests {
         ] {
             assert!(Handover::decode(&bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn report_lines_round_trip() {
+        for r in [
+            Report::Ready { pid: 42 },
+            Report::NoDaemon {
+                mode: "host-socket".into(),
+            },
+            Report::Failed {
+                reason: "it cannot work: no privilege".into(),
+            },
+        ] {
+            let line = r.encode();
+            assert!(line.ends_with('\n') && line.matches('\n').count() == 1);
+            assert_eq!(Report::decode(&line), Some(r));
+        }
+        let multi = Report::Failed {
+            reason: "one\ntwo".into(),
+        };
+        assert_eq!(
+            Report::decode(&multi.encode()),
+            Some(Report::Failed {
+                reason: "one two".into()
+            })
+        );
+        assert_eq!(Report::decode("ready x\n"), None);
+        assert_eq!(Report::decode("bogus 1\n"), None);
+        assert_eq!(Report::decode(""), None);
     }
 }

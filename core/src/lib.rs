@@ -15,6 +15,7 @@ pub mod handover;
 pub mod http;
 pub mod inner_containers;
 pub mod logs;
+pub mod paths;
 pub mod pid1;
 pub mod pidfiles;
 pub mod ping;

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the ws-init Feature: the static ws-init binary shipped in this folder, Docker from
+# Installs the ws-init Feature: the static ws-init binaries shipped in this folder (ws-init, the
+# resident PID 1, and ws-init-bringup, the bring-up it runs), Docker from
 # the image's own distribution packages (Debian trixie or newer, Ubuntu 24.04 or newer: dockerd,
 # the CLI, compose v2, buildx, iptables), the docker group (gid 999 where free) with the remote
 # user in it, and the scripts the entrypoint and lifecycle hooks run.
@@ -26,12 +27,19 @@ case $TLS in true | false) ;; *) die "option tls=\"$TLS\": expected true or fals
 case $IPTABLES in auto | legacy | nft) ;; *) die "option iptables=\"$IPTABLES\": expected auto, legacy or nft" ;; esac
 [[ $STARTTIMEOUT =~ ^[0-9]+$ ]] || die "option startTimeout=\"$STARTTIMEOUT\": expected whole seconds"
 
-# The binary comes with the Feature (image/build.sh puts it here; a published Feature's archive
-# carries it): no download at install time.
-[[ -f $FEATURE_DIR/ws-init ]] \
-  || die "no ws-init binary in the Feature's folder ${FEATURE_DIR}: run image/build.sh (it copies the static binary into features/ws-init/) before using or publishing the Feature"
-install -m 0755 "$FEATURE_DIR/ws-init" /usr/local/bin/ws-init
-/usr/local/bin/ws-init --version >&2 || die "the ws-init binary in ${FEATURE_DIR} does not run on this image (it must be the static x86_64 build)"
+# The binaries come with the Feature (image/build.sh puts them here; a published Feature's
+# archive carries them): no download at install time. ws-init finds ws-init-bringup in
+# ../libexec/ws-init/ from its own directory, and runs it as root only when root owns it and
+# only root can write it (install sets both).
+for b in ws-init ws-init-bringup; do
+  [[ -f $FEATURE_DIR/$b ]] \
+    || die "no ${b} binary in the Feature's folder ${FEATURE_DIR}: run image/build.sh (it copies the static ws-init and ws-init-bringup into features/ws-init/) before using or publishing the Feature"
+done
+install -m 0755 -o root -g root "$FEATURE_DIR/ws-init" /usr/local/bin/ws-init
+install -m 0755 -o root -g root -D "$FEATURE_DIR/ws-init-bringup" /usr/local/libexec/ws-init/ws-init-bringup
+for b in /usr/local/bin/ws-init /usr/local/libexec/ws-init/ws-init-bringup; do
+  "$b" --version >&2 || die "${b} (from ${FEATURE_DIR}) does not run on this image (it must be the static x86_64 build)"
+done
 
 command -v apt-get >/dev/null 2>&1 \
   || die "this Feature installs Docker with apt: use a Debian (trixie or newer) or Ubuntu (24.04 or newer) based image"

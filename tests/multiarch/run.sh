@@ -73,7 +73,8 @@ build_image() {
 }
 
 pid1_tests() {
-  [[ -x $BIN ]] || { log "no aarch64 binary at ${BIN} (the image phase builds it)"; return 1; }
+  [[ -x $BIN && -x ${BIN%/*}/ws-init-bringup ]] \
+    || { log "no aarch64 ws-init and ws-init-bringup in ${BIN%/*} (the image phase builds them)"; return 1; }
   local rc=0
   WS_INIT_TEST_BIN=$BIN cargo test --locked --test pid1 -- --nocapture >"$LOGS/pid1.log" 2>&1 || rc=$?
   grep -E '^test result|FAILED|panicked' "$LOGS/pid1.log" >&2 || true
@@ -125,10 +126,11 @@ smoke() {
     return 1
   fi
   log "inner dockerd answers workspace after ~${i} s: ${out}"
-  # An inner image of the image's own static arm64 binary: no registry needed.
-  dx sh -c 'tar -C /usr/local/bin -c ws-init | docker import - ws-init-smoke:arm64 >/dev/null' \
+  # An inner image of the image's own static arm64 programs, in their installed layout
+  # (bin/ws-init, libexec/ws-init/ws-init-bringup): no registry needed.
+  dx sh -c 'tar -C /usr/local -c bin/ws-init libexec/ws-init/ws-init-bringup | docker import - ws-init-smoke:arm64 >/dev/null' \
     || { log "cannot import the inner image"; return 1; }
-  if out=$(wx docker run --rm ws-init-smoke:arm64 /ws-init --version 2>&1) \
+  if out=$(wx docker run --rm ws-init-smoke:arm64 /bin/ws-init --version 2>&1) \
     && [[ $out == "ws-init "* ]]; then
     log "inner arm64 container ran: ${out}"
   elif [[ $(uname -m) != aarch64 && $out == *"failed to start shim"*"invalid argument"* ]]; then
