@@ -13,7 +13,7 @@
 use std::ffi::OsString;
 use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::time::Duration;
 
 use tracing::{error, info, warn};
 use ws_init_core::handover::{self, Dns, DockerWait, Dockerd, Handover};
@@ -26,13 +26,6 @@ use crate::config::{LogFormat, LogLevel, Settings, DEFAULT_DOCKERD_LOG_MAX};
 use crate::exit::EXIT_USAGE;
 use crate::pid1::RunAs;
 use crate::plan::DockerMode;
-use crate::probe::SystemProbe;
-
-/// dockerd's own pid file when no `--pidfile` is given.
-const DOCKERD_PID_FILE: &str = "/var/run/docker.pid";
-/// dockerd's `--exec-root` when none is given: its containerd writes
-/// `containerd/containerd.pid` there.
-const DOCKERD_EXEC_ROOT: &str = "/var/run/docker";
 
 /// Reads `WS_INIT_HANDOVER_FD` and removes it from this process's
 /// environment, so that no child (iptables, the TLS helpers, …) sees it.
@@ -214,8 +207,8 @@ fn supervised_dockerd(
         log_path: s.dockerd_log.clone(),
         log_max_bytes: DEFAULT_DOCKERD_LOG_MAX,
         log_gid: s.docker_gid,
-        stale_files: Vec::new(),
         run_as: None,
+        shutdown_timeout: shutdown_timeout_arg(&plan.args),
     };
     if let DockerMode::Rootless { .. } = &p.plan.mode {
         // rootlesskit and dockerd as the workspace user; their pid files
@@ -248,33 +241,18 @@ fn supervised_dockerd(
         d.run_as = Some(core_run_as(user.clone()));
         return Some(d);
     }
-    d.stale_files = stale_pid_files(&p.probe, &plan.args);
     Some(d)
 }
 
-/// The pid files a crashed dockerd (or its containerd) leaves behind, which
-/// make the next start refuse: dockerd's `--pidfile`, containerd's under
-/// `--exec-root` (the defaults unless given), and every docker pid file the
-/// probe found under /run and /var/run at startup.
-pub fn stale_pid_files(probe: &SystemProbe, dockerd_args: &[String]) -> Vec<PathBuf> {
-    let last = |flag: &str, default: &str| {
-        PathBuf::from(
-            user_values(dockerd_args, flag)
-                .last()
-                .copied()
-                .unwrap_or(default),
-        )
-    };
-    let mut files = vec![
-        last("pidfile", DOCKERD_PID_FILE),
-        last("exec-root", DOCKERD_EXEC_ROOT).join("containerd/containerd.pid"),
-    ];
-    for f in &probe.pid_files {
-        if !files.contains(&f.path) {
-            files.push(f.path.clone());
-        }
+/// dockerd's `--shutdown-timeout` in `args` (the last one wins); `None`
+/// without one (daemon.json may set it) or when it is no whole number of
+/// seconds. A negative one means "wait forever".
+fn shutdown_timeout_arg(args: &[String]) -> Option<Duration> {
+    let last = user_values(args, "shutdown-timeout").pop()?;
+    match last.parse::<i64>().ok()? {
+        s if s < 0 => Some(Duration::MAX),
+        s => Some(Duration::from_secs(s as u64)),
     }
-    files
 }
 
 /// The inner DNS forwarder the plan asks for, with the dockerd flags that
@@ -657,41 +635,21 @@ mod tests {
     }
 
     #[test]
-    fn stale_pid_files_follow_the_flags_given_and_the_files_found() {
-        let s = fixtures::enabled();
-        let mut probe = prepared("docker-privileged-v2", &s).probe;
-        probe.pid_files = vec![
-            crate::probe::PidFile {
-                path: "/run/docker.pid".into(),
-                pid: Some(7),
-                running: None,
-            },
-            crate::probe::PidFile {
-                path: "/var/run/docker.pid".into(),
-                pid: Some(7),
-                running: None,
-            },
-        ];
-        let args: Vec<String> = ["--mtu=1400", "-p", "/run/d.pid", "--exec-root=/run/x"]
-            .iter()
-            .map(|a| a.to_string())
-            .collect();
+    fn shutdown_timeout_is_read_from_the_command_line() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
-            stale_pid_files(&probe, &args),
-            [
-                PathBuf::from("/run/d.pid"),
-                "/run/x/containerd/containerd.pid".into(),
-                "/run/docker.pid".into(),
-                "/var/run/docker.pid".into(),
-            ]
+            shutdown_timeout_arg(&args(&["--group=docker", "--shutdown-timeout=4"])),
+            Some(Duration::from_secs(4))
         );
         assert_eq!(
-            stale_pid_files(&probe, &[]),
-            [
-                PathBuf::from("/var/run/docker.pid"),
-                "/var/run/docker/containerd/containerd.pid".into(),
-                "/run/docker.pid".into(),
-            ]
+            shutdown_timeout_arg(&args(&["--shutdown-timeout=4", "--shutdown-timeout", "30"])),
+            Some(Duration::from_secs(30))
         );
+        assert_eq!(
+            shutdown_timeout_arg(&args(&["--shutdown-timeout=-1"])),
+            Some(Duration::MAX)
+        );
+        assert_eq!(shutdown_timeout_arg(&args(&["--debug"])), None);
+        assert_eq!(shutdown_timeout_arg(&args(&["--shutdown-timeout=x"])), None);
     }
 }

@@ -96,10 +96,14 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let r = tmp.path();
         std::fs::create_dir_all(r.join("run/docker/containerd")).unwrap();
-        std::os::unix::fs::symlink("../run", r.join("var-run-link")).unwrap();
         std::fs::create_dir_all(r.join("var")).unwrap();
         std::os::unix::fs::symlink("../run", r.join("var/run")).unwrap();
-        for f in ["run/docker.pid", "run/DOCKER-x.PID", "run/docker/containerd/containerd.pid", "run/other.pid"] {
+        for f in [
+            "run/docker.pid",
+            "run/DOCKER-x.PID",
+            "run/docker/containerd/containerd.pid",
+            "run/other.pid",
+        ] {
             std::fs::write(r.join(f), "1").unwrap();
         }
         let mut found: Vec<_> = candidates(r)
@@ -107,10 +111,14 @@ mod tests {
             .map(|p| p.strip_prefix(r).unwrap().to_path_buf())
             .collect();
         found.sort();
-        let want: Vec<PathBuf> = ["run/DOCKER-x.PID", "run/docker.pid", "run/docker/containerd/containerd.pid"]
-            .iter()
-            .map(PathBuf::from)
-            .collect();
+        let want: Vec<PathBuf> = [
+            "run/DOCKER-x.PID",
+            "run/docker/containerd/containerd.pid",
+            "run/docker.pid",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
         assert_eq!(found, want);
         assert!(is_stale(None));
         assert!(is_stale(Some("bash")));
