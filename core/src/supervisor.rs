@@ -170,6 +170,11 @@ impl Supervisor {
     }
 
     pub fn deadline(&self) -> Option<Instant> {
+        // Finished: nothing is armed any more (a stale timer or an unfed
+        // stop request would otherwise keep the loop awake forever).
+        if self.finished {
+            return None;
+        }
         let mut d = self.timer.map(|(at, _)| at);
         d = earliest(d, self.probe.as_ref().and_then(Probe::deadline));
         if !self.pending.is_empty() || (self.stop_requested && !self.stop_fed) {
@@ -290,7 +295,12 @@ impl Supervisor {
             Action::Report(state) => self.state = state,
             Action::RecordExit(exit) => self.last_exit = exit,
             Action::Log(message) => self.log(message),
-            Action::Finish => self.finished = true,
+            Action::Finish => {
+                // The stop or restart timer armed before is moot now.
+                self.finished = true;
+                self.timer = None;
+                self.probe = None;
+            }
         }
     }
 
@@ -388,5 +398,43 @@ impl Supervisor {
         ));
         info!("dockerd started (pid {pid})");
         Ok(pid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_supervisor_that_cannot_start_wants_no_more_wake_ups_even_when_asked_to_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sup = Supervisor::start(Spec {
+            program: dir.path().join("no-dockerd"),
+            args: Vec::new(),
+            env: Vec::new(),
+            socket: dir.path().join("s.sock"),
+            log_path: dir.path().join("d.log"),
+            log_max_bytes: 1 << 20,
+            log_gid: 0,
+            stop_timeout: Duration::from_secs(1),
+            clear_stale_pid_files: false,
+            backoff: BackoffPolicy::default(),
+            ready_warn_after: Duration::from_secs(30),
+            run_as: None,
+            shutdown_timeout: None,
+        });
+        // No child is spawned, so nothing needs reaping (and no other
+        // test's child is reaped).
+        let mut children = Children::default();
+        let interest = Interest::default();
+        sup.service(&interest, &mut children, Instant::now());
+        assert!(sup.finished());
+        assert!(matches!(sup.state(), State::Failed { reason } if reason.contains("no-dockerd")));
+        assert_eq!(sup.deadline(), None);
+        sup.request_stop();
+        assert_eq!(sup.deadline(), None, "a finished supervisor woke the loop");
+        sup.service(&interest, &mut children, Instant::now());
+        assert!(matches!(sup.state(), State::Failed { .. }));
+        assert_eq!(sup.last_exit(), None);
     }
 }
