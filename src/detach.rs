@@ -38,8 +38,8 @@ use crate::bringup;
 use crate::config::Settings;
 use crate::exit::EXIT_USAGE;
 use crate::handoff;
-use crate::pid1::{self, signals};
 use crate::plan::DockerMode;
+use ws_init_core::{pid1, signals};
 
 /// The supervisor's lock and pid file: `kill -TERM $(cat /run/ws-init-docker.pid)`
 /// stops dockerd cleanly.
@@ -582,8 +582,8 @@ mod tests {
                 log_path: "/var/log/dockerd.log".into(),
                 log_max_bytes: 1 << 20,
                 log_gid: 999,
-                stale_files: vec!["/var/run/docker.pid".into()],
                 run_as: None,
+                shutdown_timeout: Some(std::time::Duration::from_secs(4)),
             }),
             dns: None,
         }

@@ -1,5 +1,5 @@
-//! The full program's entry: `ws-init-bringup` (and, until the core takes
-//! over as PID 1, `ws-init` too).
+//! `ws-init-bringup`'s entry: every command but `ws-init CMD` (which the
+//! resident core runs, and for which it runs `__bringup` here).
 
 use std::process::ExitCode;
 
@@ -22,9 +22,12 @@ pub fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE as u8);
         }
     };
-    if matches!(invocation, Invocation::Run(_)) {
-        // First, while ws-init has one thread: every thread inherits the mask.
-        crate::app::block_signals();
+    if let Invocation::Run(cmd) = &invocation {
+        eprintln!(
+            "ws-init-bringup: it does not run commands ({:?}): `ws-init CMD` does, as PID 1",
+            cmd.first().unwrap_or(&std::ffi::OsString::new())
+        );
+        return ExitCode::from(EXIT_USAGE as u8);
     }
     // `__bringup` without its descriptor has nowhere to hand the plan.
     let bringup_fd = match (&invocation, handover_fd) {
@@ -64,14 +67,15 @@ pub fn main() -> ExitCode {
     };
     crate::logging::init(&settings);
     let code = match invocation {
-        Invocation::Run(cmd) => crate::app::run(cmd, settings),
         Invocation::Doctor { json } => crate::app::doctor(&settings, json),
         Invocation::WaitDocker { timeout } => crate::app::wait_docker(&settings, timeout),
         Invocation::StartDocker { timeout } => crate::detach::start_docker(settings, timeout),
         Invocation::Bringup => {
             bringup_fd.map_or(EXIT_USAGE, |fd| crate::handoff::run(settings, fd))
         }
-        Invocation::Help | Invocation::Version => unreachable!("handled above"),
+        Invocation::Run(_) | Invocation::Help | Invocation::Version => {
+            unreachable!("handled above")
+        }
     };
     ExitCode::from(code.clamp(0, 255) as u8)
 }

@@ -18,14 +18,13 @@ use std::time::Duration;
 use tracing::{error, info, warn};
 use ws_init_core::handover::{self, Dns, DockerWait, Dockerd, Handover};
 use ws_init_core::log::Level;
-use ws_init_core::spawn::RunAs as CoreRunAs;
 
 use crate::bringup::{self, Prepared};
 use crate::config::dockerd_args::user_values;
 use crate::config::{LogFormat, LogLevel, Settings, DEFAULT_DOCKERD_LOG_MAX};
 use crate::exit::EXIT_USAGE;
-use crate::pid1::RunAs;
 use crate::plan::DockerMode;
+use ws_init_core::spawn::RunAs;
 
 /// Reads `WS_INIT_HANDOVER_FD` and removes it from this process's
 /// environment, so that no child (iptables, the TLS helpers, …) sees it.
@@ -172,7 +171,7 @@ pub fn decide(i: &Inputs) -> Decision {
             log_level: core_level(level),
             log_json: s.log_format == LogFormat::Json,
             stop_timeout: s.stop_timeout,
-            main_user: i.main_user.clone().ok().flatten().map(core_run_as),
+            main_user: i.main_user.clone().ok().flatten(),
             wait,
             dockerd,
             dns,
@@ -238,7 +237,7 @@ fn supervised_dockerd(
             plan.program.display(),
             plan.args.join(" ")
         )));
-        d.run_as = Some(core_run_as(user.clone()));
+        d.run_as = Some(user.clone());
         return Some(d);
     }
     Some(d)
@@ -296,19 +295,6 @@ fn core_level(l: LogLevel) -> Level {
         LogLevel::Info => Level::Info,
         LogLevel::Debug => Level::Debug,
         LogLevel::Trace => Level::Trace,
-    }
-}
-
-/// The root crate's user as the core's (one type once `pid1::RunAs`
-/// re-exports the core's).
-pub fn core_run_as(u: RunAs) -> CoreRunAs {
-    CoreRunAs {
-        name: u.name,
-        uid: u.uid,
-        gid: u.gid,
-        groups: u.groups,
-        home: u.home,
-        shell: u.shell,
     }
 }
 
@@ -383,7 +369,7 @@ mod tests {
                 log_level: Level::Debug,
                 log_json: true,
                 stop_timeout: Duration::from_millis(7500),
-                main_user: Some(CoreRunAs {
+                main_user: Some(RunAs {
                     name: "workspace".into(),
                     uid: 1000,
                     gid: 1000,
@@ -428,7 +414,7 @@ mod tests {
         };
         let p = prepared("docker-privileged-v2", &s);
         let plan = p.plan.dockerd.clone().expect("an inner dockerd is planned");
-        assert_eq!(plan.program, PathBuf::from("/usr/bin/dockerd"));
+        assert_eq!(plan.program, std::path::PathBuf::from("/usr/bin/dockerd"));
         let d = decide_with(&s, Some(&p), Ok(Some(user("workspace", 1000))));
         let h = &d.handover;
         assert_eq!(h.wait, DockerWait::Supervised);
@@ -437,18 +423,14 @@ mod tests {
         assert_eq!(dockerd.args, plan.args);
         assert_eq!(dockerd.env, plan.env);
         assert_eq!(dockerd.socket, plan.socket);
-        assert_eq!(dockerd.log_path, PathBuf::from("/var/log/inner.log"));
+        assert_eq!(
+            dockerd.log_path,
+            std::path::PathBuf::from("/var/log/inner.log")
+        );
         assert_eq!(dockerd.log_gid, 2375);
         assert_eq!(dockerd.log_max_bytes, DEFAULT_DOCKERD_LOG_MAX);
         assert_eq!(dockerd.run_as, None);
-        assert!(
-            dockerd.stale_files.starts_with(&[
-                "/var/run/docker.pid".into(),
-                "/var/run/docker/containerd/containerd.pid".into()
-            ]),
-            "{:?}",
-            dockerd.stale_files
-        );
+        assert_eq!(dockerd.shutdown_timeout, None);
         assert_eq!(d.said, []);
         assert_eq!(d.remote, None);
         assert_eq!(Handover::decode(&h.encode()).unwrap(), *h);
@@ -592,8 +574,7 @@ mod tests {
         );
         let d = decide_with(&s, Some(&p), Ok(Some(user("dev", 1000))));
         let dockerd = d.handover.dockerd.as_ref().unwrap();
-        assert_eq!(dockerd.run_as, Some(core_run_as(user("dev", 1000))));
-        assert_eq!(dockerd.stale_files, Vec::<PathBuf>::new());
+        assert_eq!(dockerd.run_as, Some(user("dev", 1000)));
         assert_eq!(d.handover.wait, DockerWait::Supervised);
         assert!(
             matches!(d.said.last(), Some(Said::Info(m)) if m.starts_with("starting rootless dockerd as dev: ")),

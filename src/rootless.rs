@@ -20,7 +20,7 @@ pub use plan::{runtime_dir, socket_path};
 
 /// The workspace user with their groups, for the rootless dockerd; `None`
 /// (logged) when it cannot be resolved or is root.
-pub fn run_as(settings: &Settings) -> Option<Option<crate::pid1::RunAs>> {
+pub fn run_as(settings: &Settings) -> Option<Option<ws_init_core::spawn::RunAs>> {
     match crate::app::resolve_run_as(settings) {
         Ok(Some(u)) if u.uid != 0 => Some(Some(u)),
         Ok(_) => {

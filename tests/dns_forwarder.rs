@@ -120,7 +120,11 @@ async fn write_framed(c: &mut TcpStream, m: &[u8]) {
 /// Binds the forwarder and drives it as the core's poll loop does, in a thread that
 /// lives as long as the test program.
 fn start(cfg: Config) -> std::io::Result<SocketAddr> {
-    let mut fwd = Forwarder::bind(cfg)?;
+    Ok(serve(Forwarder::bind(cfg)?))
+}
+
+/// Drives a bound forwarder in a thread, as `start` does.
+fn serve(mut fwd: Forwarder) -> SocketAddr {
     let addr = fwd.local_addr();
     std::thread::spawn(move || {
         let mut interest = Interest::default();
@@ -325,31 +329,26 @@ async fn dead_upstreams_give_servfail_in_time_and_the_next_one_is_asked() {
     assert_eq!(ask(fwd, &ok, WAIT).await.unwrap(), answer(&ok, false));
 }
 
+/// What PID 1 does with the handed-over DNS plan: the forwarder serves, or
+/// dockerd loses the flags that name it.
 #[tokio::test]
 async fn the_planned_forwarder_serves_or_dockerd_loses_its_dns_flags() {
-    use ws_init::plan::dns::{DnsDecision, DnsPlan, ForwarderPlan};
     let (up, _) = upstream(false).await;
-    let plan = |listen: SocketAddr| DnsPlan {
-        decision: DnsDecision::Forwarder,
-        why: String::new(),
-        forwarder: Some(ForwarderPlan {
-            listen,
-            upstreams: vec![up],
-        }),
-        dockerd_args: vec!["--dns".into(), listen.ip().to_string()],
-    };
+    let dns_args = |listen: SocketAddr| vec!["--dns".to_string(), listen.ip().to_string()];
     let args: Vec<String> = vec!["--dns".into(), "127.0.0.1".into(), "--debug".into()];
     // Taken: dockerd keeps its own DNS defaults.
     let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let got = ws_init::dns::start_planned(Some(&plan(taken.local_addr().unwrap())), &args);
+    let at = taken.local_addr().unwrap();
+    let (fwd, got) =
+        ws_init_core::dns::start_planned(Config::new(at, vec![up]), &args, &dns_args(at));
+    assert!(fwd.is_none());
     assert_eq!(got, ["--debug"]);
     // Free: the arguments stay and the forwarder answers there.
-    let free = taken.local_addr().unwrap();
     drop(taken);
-    let got = ws_init::dns::start_planned(Some(&plan(free)), &args);
+    let (fwd, got) =
+        ws_init_core::dns::start_planned(Config::new(at, vec![up]), &args, &dns_args(at));
     assert_eq!(got, args);
+    let free = serve(fwd.expect("the address is free"));
     let q = query(0x77, "db");
     assert_eq!(ask(free, &q, WAIT).await.unwrap(), answer(&q, false));
-    // No forwarder planned: nothing changes.
-    assert_eq!(ws_init::dns::start_planned(None, &args), args);
 }

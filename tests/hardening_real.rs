@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::{Mode, Spec};
 use nix::mount::{mount, MsFlags};
 use time::OffsetDateTime;
-use ws_init::dockerd::logs::{EchoFilter, LogFile, LogSink};
+use ws_init_core::logs::{EchoFilter, LogFile, LogSink};
 use ws_init::tls::{ensure_certificates, TlsRequest};
 
 fn root_or_skip(test: &str) -> bool {
