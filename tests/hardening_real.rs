@@ -16,8 +16,8 @@ use std::time::Duration;
 use common::{Mode, Spec};
 use nix::mount::{mount, MsFlags};
 use time::OffsetDateTime;
-use ws_init_core::logs::{EchoFilter, LogFile, LogSink};
 use ws_init::tls::{ensure_certificates, TlsRequest};
+use ws_init_core::logs::{EchoFilter, LogFile, LogSink};
 
 fn root_or_skip(test: &str) -> bool {
     common::root_or_skip(test)

@@ -613,11 +613,11 @@ fn main_signal_state(ignore: Vec<i32>, block: Vec<i32>) -> (String, String) {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
             for sig in 1..=64 {
                 if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                    ws_init::pid1::set_signal_disposition(sig, libc::SIG_DFL);
+                    ws_init_core::spawn::set_signal_disposition(sig, libc::SIG_DFL);
                 }
             }
             for &sig in &ignore {
-                if ws_init::pid1::set_signal_disposition(sig, libc::SIG_IGN) != 0 {
+                if ws_init_core::spawn::set_signal_disposition(sig, libc::SIG_IGN) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }

@@ -108,6 +108,17 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+#[macro_export]
+macro_rules! error { ($($t:tt)*) => { $crate::log::emit($crate::log::Level::Error, format_args!($($t)*)) } }
+#[macro_export]
+macro_rules! warn { ($($t:tt)*) => { $crate::log::emit($crate::log::Level::Warn, format_args!($($t)*)) } }
+#[macro_export]
+macro_rules! info { ($($t:tt)*) => { $crate::log::emit($crate::log::Level::Info, format_args!($($t)*)) } }
+#[macro_export]
+macro_rules! debug { ($($t:tt)*) => { $crate::log::emit($crate::log::Level::Debug, format_args!($($t)*)) } }
+#[macro_export]
+macro_rules! trace { ($($t:tt)*) => { $crate::log::emit($crate::log::Level::Trace, format_args!($($t)*)) } }
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,14 +134,3 @@ mod tests {
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
     }
 }
-
-#[macro_export]
-macro_rules! error { ($($t:tt)*) => { $crate::log::emit($crate::log::Level::Error, format_args!($($t)*)) } }
-#[macro_export]
-macro_rules! warn { ($($t:tt)*) => { $crate::log::emit($crate::log::Level::Warn, format_args!($($t)*)) } }
-#[macro_export]
-macro_rules! info { ($($t:tt)*) => { $crate::log::emit($crate::log::Level::Info, format_args!($($t)*)) } }
-#[macro_export]
-macro_rules! debug { ($($t:tt)*) => { $crate::log::emit($crate::log::Level::Debug, format_args!($($t)*)) } }
-#[macro_export]
-macro_rules! trace { ($($t:tt)*) => { $crate::log::emit($crate::log::Level::Trace, format_args!($($t)*)) } }
