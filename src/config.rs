@@ -52,6 +52,32 @@ pub enum LogLevel {
     Trace,
 }
 
+impl From<ws_init_core::log::Level> for LogLevel {
+    fn from(l: ws_init_core::log::Level) -> LogLevel {
+        use ws_init_core::log::Level;
+        match l {
+            Level::Error => LogLevel::Error,
+            Level::Warn => LogLevel::Warn,
+            Level::Info => LogLevel::Info,
+            Level::Debug => LogLevel::Debug,
+            Level::Trace => LogLevel::Trace,
+        }
+    }
+}
+
+impl From<LogLevel> for ws_init_core::log::Level {
+    fn from(l: LogLevel) -> ws_init_core::log::Level {
+        use ws_init_core::log::Level;
+        match l {
+            LogLevel::Error => Level::Error,
+            LogLevel::Warn => Level::Warn,
+            LogLevel::Info => Level::Info,
+            LogLevel::Debug => Level::Debug,
+            LogLevel::Trace => Level::Trace,
+        }
+    }
+}
+
 /// What `DOCKER_TLS_CERTDIR` asks for, with the upstream meaning.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", content = "dir", rename_all = "snake_case")]
@@ -340,13 +366,9 @@ impl Settings {
         }
         if let Some(v) = get("WS_LOG_LEVEL") {
             s.log_level_set = !v.trim().is_empty();
-            s.log_level = match v.trim().to_ascii_lowercase().as_str() {
-                "error" => LogLevel::Error,
-                "warn" | "warning" => LogLevel::Warn,
-                "" | "info" => LogLevel::Info,
-                "debug" => LogLevel::Debug,
-                "trace" => LogLevel::Trace,
-                _ => {
+            s.log_level = match ws_init_core::log::Level::from_name(v) {
+                Some(level) => level.into(),
+                None => {
                     return Err(err(
                         "WS_LOG_LEVEL",
                         v,

@@ -17,11 +17,10 @@ use std::time::Duration;
 
 use tracing::{error, info, warn};
 use ws_init_core::handover::{self, Dns, DockerWait, Dockerd, Handover};
-use ws_init_core::log::Level;
 
 use crate::bringup::{self, Prepared};
 use crate::config::dockerd_args::user_values;
-use crate::config::{LogFormat, LogLevel, Settings, DEFAULT_DOCKERD_LOG_MAX};
+use crate::config::{LogFormat, Settings, DEFAULT_DOCKERD_LOG_MAX};
 use crate::exit::EXIT_USAGE;
 use crate::plan::DockerMode;
 use ws_init_core::spawn::RunAs;
@@ -168,7 +167,7 @@ pub fn decide(i: &Inputs) -> Decision {
     let level = crate::logging::effective_level(s.log_level, s.log_level_set, i.stderr_is_terminal);
     Decision {
         handover: Handover {
-            log_level: core_level(level),
+            log_level: level.into(),
             log_json: s.log_format == LogFormat::Json,
             stop_timeout: s.stop_timeout,
             main_user: i.main_user.clone().ok().flatten(),
@@ -288,19 +287,11 @@ fn docker_wait(
     }
 }
 
-fn core_level(l: LogLevel) -> Level {
-    match l {
-        LogLevel::Error => Level::Error,
-        LogLevel::Warn => Level::Warn,
-        LogLevel::Info => Level::Info,
-        LogLevel::Debug => Level::Debug,
-        LogLevel::Trace => Level::Trace,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::LogLevel;
+    use ws_init_core::log::Level;
     use crate::plan::dns::{DnsDecision, DnsPlan, ForwarderPlan};
     use crate::plan::{make_plan, tests as fixtures, Plan, RemoteKind};
     use std::time::Duration;
@@ -430,7 +421,11 @@ mod tests {
         assert_eq!(dockerd.log_gid, 2375);
         assert_eq!(dockerd.log_max_bytes, DEFAULT_DOCKERD_LOG_MAX);
         assert_eq!(dockerd.run_as, None);
-        assert_eq!(dockerd.shutdown_timeout, None);
+        assert_eq!(
+            dockerd.shutdown_timeout,
+            Some(std::time::Duration::from_secs(4)),
+            "the planned --shutdown-timeout"
+        );
         assert_eq!(d.said, []);
         assert_eq!(d.remote, None);
         assert_eq!(Handover::decode(&h.encode()).unwrap(), *h);

@@ -13,16 +13,10 @@ fn filter(level: LogLevel) -> LevelFilter {
     }
 }
 
-/// The level in effect. On a terminal (`docker run -it IMAGE bash`) our
-/// lines would land in the user's session, so the default there is `warn`:
-/// warnings and errors still show, INFO lines do not. A detached workspace
-/// (`docker logs`) keeps INFO; an explicit `WS_LOG_LEVEL` always wins.
+/// The level in effect: the core's terminal rule
+/// ([`ws_init_core::log::effective_level`]), so both programs agree.
 pub fn effective_level(level: LogLevel, level_set: bool, stderr_is_terminal: bool) -> LogLevel {
-    if stderr_is_terminal && !level_set && level == LogLevel::Info {
-        LogLevel::Warn
-    } else {
-        level
-    }
+    ws_init_core::log::effective_level(level.into(), level_set, stderr_is_terminal).into()
 }
 
 /// Sends the core's lines (dockerd's echoed warnings, the dockerd log's
@@ -71,27 +65,4 @@ pub fn init(settings: &Settings) {
             .with_current_span(false)
             .try_init(),
     };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_terminal_hides_info_unless_asked_for() {
-        assert_eq!(effective_level(LogLevel::Info, false, true), LogLevel::Warn);
-        assert_eq!(
-            effective_level(LogLevel::Info, false, false),
-            LogLevel::Info
-        );
-        assert_eq!(effective_level(LogLevel::Info, true, true), LogLevel::Info);
-        assert_eq!(
-            effective_level(LogLevel::Debug, true, true),
-            LogLevel::Debug
-        );
-        assert_eq!(
-            effective_level(LogLevel::Error, true, true),
-            LogLevel::Error
-        );
-    }
 }

@@ -120,6 +120,7 @@ pub fn main() -> i32 {
                 );
             }
             no_inherited_fds();
+            crate::log::init_from_env();
             workspace::run(cmd, &bringup)
         }
         Route::SuperviseDocker => {

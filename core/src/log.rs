@@ -18,6 +18,48 @@ pub enum Level {
     Trace = 5,
 }
 
+impl Level {
+    /// `WS_LOG_LEVEL`'s names (any case; empty is `info`).
+    pub fn from_name(name: &str) -> Option<Level> {
+        Some(match name.trim().to_ascii_lowercase().as_str() {
+            "error" => Level::Error,
+            "warn" | "warning" => Level::Warn,
+            "" | "info" => Level::Info,
+            "debug" => Level::Debug,
+            "trace" => Level::Trace,
+            _ => return None,
+        })
+    }
+}
+
+/// The level in effect. On a terminal (`docker run -it IMAGE bash`) our
+/// lines would land in the user's session, so the default there is `warn`:
+/// warnings and errors still show, INFO lines do not. A detached workspace
+/// (`docker logs`) keeps INFO; an explicit `WS_LOG_LEVEL` always wins.
+pub fn effective_level(level: Level, level_set: bool, stderr_is_terminal: bool) -> Level {
+    if stderr_is_terminal && !level_set && level == Level::Info {
+        Level::Warn
+    } else {
+        level
+    }
+}
+
+/// The settings from `WS_LOG_LEVEL` and `WS_LOG_FORMAT`, for the lines
+/// written before bring-up hands over the validated ones (it refuses values
+/// that do not parse; until then they count as unset).
+pub fn init_from_env() {
+    let var = |k: &str| std::env::var(k).unwrap_or_default();
+    let given = var("WS_LOG_LEVEL");
+    let level = Level::from_name(&given).unwrap_or(Level::Info);
+    // SAFETY: isatty on a descriptor number.
+    let on_terminal = unsafe { libc::isatty(2) } == 1;
+    let json = var("WS_LOG_FORMAT").trim().eq_ignore_ascii_case("json");
+    init(
+        effective_level(level, !given.trim().is_empty(), on_terminal),
+        json,
+    );
+}
+
 static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
 static JSON: AtomicU8 = AtomicU8::new(0);
 
@@ -122,6 +164,23 @@ macro_rules! trace { ($($t:tt)*) => { $crate::log::emit($crate::log::Level::Trac
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_terminal_hides_info_unless_asked_for() {
+        assert_eq!(effective_level(Level::Info, false, true), Level::Warn);
+        assert_eq!(effective_level(Level::Info, false, false), Level::Info);
+        assert_eq!(effective_level(Level::Info, true, true), Level::Info);
+        assert_eq!(effective_level(Level::Debug, true, true), Level::Debug);
+        assert_eq!(effective_level(Level::Error, true, true), Level::Error);
+    }
+
+    #[test]
+    fn level_names() {
+        assert_eq!(Level::from_name(" WARNING "), Some(Level::Warn));
+        assert_eq!(Level::from_name(""), Some(Level::Info));
+        assert_eq!(Level::from_name("Trace"), Some(Level::Trace));
+        assert_eq!(Level::from_name("loud"), None);
+    }
 
     #[test]
     fn json_lines_have_a_utc_timestamp_and_escaped_text() {

@@ -727,7 +727,7 @@ fn shutdown(core: &mut Core, deadlines: &StopDeadlines) {
     }
     let orphans = core.children.orphans_reaped();
     if orphans > 0 {
-        debug!("{orphans} orphans reaped during the workspace's life");
+        debug!("orphans reaped during the workspace's life orphans={orphans}");
     }
 }
 
