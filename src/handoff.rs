@@ -291,10 +291,10 @@ fn docker_wait(
 mod tests {
     use super::*;
     use crate::config::LogLevel;
-    use ws_init_core::log::Level;
     use crate::plan::dns::{DnsDecision, DnsPlan, ForwarderPlan};
     use crate::plan::{make_plan, tests as fixtures, Plan, RemoteKind};
     use std::time::Duration;
+    use ws_init_core::log::Level;
 
     fn user(name: &str, uid: u32) -> RunAs {
         RunAs {

@@ -1,12 +1,13 @@
 //! Layers only point down: a module may use its own layer and the ones
-//! below, never one above. The table is the architecture; this test reads
-//! every `src/**/*.rs` and fails on an import that goes up, naming the file,
-//! the path and both layers.
+//! below, never one above. The tables are the architecture of both crates
+//! (the bring-up program's `src/` and the resident core's `core/src/`); this
+//! test reads every file and fails on an import that goes up, naming the
+//! file, the path and both layers. The core depends on libc alone.
 
 use std::path::{Path, PathBuf};
 
 /// Layers, lowest first.
-const LAYERS: [&str; 7] = [
+const LAYERS: &[&str] = &[
     "base",
     "config",
     "probe",
@@ -20,9 +21,7 @@ const LAYERS: [&str; 7] = [
 /// wins, so a submodule can sit below its parent (`rootless::probe`).
 const TABLE: &[(&str, &str)] = &[
     // Pure helpers that import nothing of the crate. `exit` and
-    // `stop_budget` are re-exports of ws_init_core's (as are
-    // `dockerd::{backoff, inner_containers}` and `pid1::{procs, signals}`,
-    // in their parents' layer): the core depends on libc only.
+    // `stop_budget` are re-exports of ws_init_core's.
     ("exit", "base"),
     ("stop_budget", "base"),
     ("user::db", "base"),
@@ -42,11 +41,9 @@ const TABLE: &[(&str, &str)] = &[
     ("rootless::prepare", "apply"),
     ("rootless::safe_fs", "apply"),
     ("rootless::client", "apply"),
-    // Keeps things running once applied.
+    // Talks to a running Docker (`wait-docker`, the remote check); what
+    // keeps running is the core's.
     ("docker_api", "supervise"),
-    ("dockerd", "supervise"),
-    ("pid1", "supervise"),
-    ("dns", "supervise"),
     // Wiring and commands.
     ("rootless", "app"),
     ("app", "app"),
@@ -61,15 +58,81 @@ const TABLE: &[(&str, &str)] = &[
     ("lib", "app"),
 ];
 
+/// The resident core's layers, lowest first.
+const CORE_LAYERS: &[&str] = &["base", "parts", "driver", "run"];
+
+const CORE_TABLE: &[(&str, &str)] = &[
+    // Plain data, system calls and parsers.
+    ("log", "base"),
+    ("reactor", "base"),
+    ("exit", "base"),
+    ("http", "base"),
+    ("procs", "base"),
+    ("signals", "base"),
+    ("spawn", "base"),
+    ("pid1", "base"),
+    ("backoff", "base"),
+    ("stop_budget", "base"),
+    ("handover", "base"),
+    ("paths", "base"),
+    ("pidfiles", "base"),
+    ("atomic", "base"),
+    // One concern each, driven by the poll loop: readiness, dockerd's log,
+    // DNS, reaping, the supervisor's pure decisions.
+    ("ping", "parts"),
+    ("logs", "parts"),
+    ("dns", "parts"),
+    ("inner_containers", "parts"),
+    ("reaper", "parts"),
+    ("supervise", "parts"),
+    // Performs the supervisor's decisions.
+    ("supervisor", "driver"),
+    // The flows: PID 1, start-docker's supervisor, the entry.
+    ("workspace", "run"),
+    ("supervise_docker", "run"),
+    ("entry", "run"),
+    ("lib", "run"),
+];
+
+/// A crate's architecture: its source directory, layers and table.
+struct Arch {
+    src: PathBuf,
+    layers: &'static [&'static str],
+    table: &'static [(&'static str, &'static str)],
+}
+
+fn root() -> Arch {
+    Arch {
+        src: Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        layers: LAYERS,
+        table: TABLE,
+    }
+}
+
+fn core() -> Arch {
+    Arch {
+        src: Path::new(env!("CARGO_MANIFEST_DIR")).join("core/src"),
+        layers: CORE_LAYERS,
+        table: CORE_TABLE,
+    }
+}
+
 fn layer_of(module: &[String]) -> Option<(&'static str, usize)> {
-    TABLE
-        .iter()
-        .filter(|(prefix, _)| {
-            let p: Vec<&str> = prefix.split("::").collect();
-            p.len() <= module.len() && p.iter().zip(module).all(|(a, b)| a == b)
-        })
-        .max_by_key(|(prefix, _)| prefix.split("::").count())
-        .map(|(_, layer)| (*layer, LAYERS.iter().position(|l| l == layer).unwrap()))
+    root().layer_of(module)
+}
+
+impl Arch {
+    fn layer_of(&self, module: &[String]) -> Option<(&'static str, usize)> {
+        let layers = self.layers;
+        self.table
+            .iter()
+            .filter(|(prefix, _)| {
+                let p: Vec<&str> = prefix.split("::").collect();
+                p.len() <= module.len() && p.iter().zip(module).all(|(a, b)| a == b)
+            })
+            .max_by_key(|(prefix, _)| prefix.split("::").count())
+            .map(|(_, layer)| (*layer, layers.iter().position(|l| l == layer).unwrap()))
+    }
 }
 
 /// `src/a/b.rs` → `[a, b]`; `src/a.rs` → `[a]`.
@@ -169,50 +232,75 @@ fn referenced(text: &str, module: &[String]) -> Vec<Vec<String>> {
 
 #[test]
 fn every_module_is_in_the_layer_table() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    let missing: Vec<_> = files
-        .iter()
-        .map(|f| module_of(&src, f))
-        .filter(|m| layer_of(m).is_none())
-        .collect();
-    assert!(missing.is_empty(), "modules without a layer: {missing:?}");
+    for arch in [root(), core()] {
+        let mut files = Vec::new();
+        rust_files(&arch.src, &mut files);
+        let missing: Vec<_> = files
+            .iter()
+            .map(|f| module_of(&arch.src, f))
+            .filter(|m| arch.layer_of(m).is_none())
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{}: modules without a layer: {missing:?}",
+            arch.src.display()
+        );
+    }
 }
 
 #[test]
 fn imports_only_point_down() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let mut files = Vec::new();
-    rust_files(&src, &mut files);
-    files.sort();
-    let mut up = Vec::new();
-    for f in &files {
-        let module = module_of(&src, f);
-        let (from, from_i) = layer_of(&module).unwrap();
-        let text = std::fs::read_to_string(f).unwrap();
-        for target in referenced(&text, &module) {
-            let Some((to, to_i)) = layer_of(&target) else {
-                continue; // not a crate module (a type or function of the file itself)
-            };
-            if to_i > from_i {
-                up.push(format!(
-                    "{}: {} ({from}) uses {} ({to})",
-                    f.strip_prefix(&src).unwrap().display(),
-                    module.join("::"),
-                    target.join("::")
-                ));
+    for arch in [root(), core()] {
+        let mut files = Vec::new();
+        rust_files(&arch.src, &mut files);
+        files.sort();
+        let mut up = Vec::new();
+        for f in &files {
+            let module = module_of(&arch.src, f);
+            let (from, from_i) = arch.layer_of(&module).unwrap();
+            let text = std::fs::read_to_string(f).unwrap();
+            for target in referenced(&text, &module) {
+                let Some((to, to_i)) = arch.layer_of(&target) else {
+                    continue; // not a crate module (a type or function of the file itself)
+                };
+                if to_i > from_i {
+                    up.push(format!(
+                        "{}: {} ({from}) uses {} ({to})",
+                        f.strip_prefix(&arch.src).unwrap().display(),
+                        module.join("::"),
+                        target.join("::")
+                    ));
+                }
             }
         }
+        up.sort();
+        up.dedup();
+        assert!(
+            up.is_empty(),
+            "{}: imports that point up (allowed: {}):\n{}",
+            arch.src.display(),
+            arch.layers.join(" -> "),
+            up.join("\n")
+        );
     }
-    up.sort();
-    up.dedup();
-    assert!(
-        up.is_empty(),
-        "imports that point up (allowed: {}):\n{}",
-        LAYERS.join(" -> "),
-        up.join("\n")
-    );
+}
+
+/// PID 1 stays small: the core links libc and std, nothing else.
+#[test]
+fn the_core_depends_on_libc_alone() {
+    let manifest =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("core/Cargo.toml"))
+            .unwrap();
+    let deps: Vec<&str> = manifest
+        .split("\n[")
+        .find(|section| section.starts_with("dependencies]"))
+        .expect("core/Cargo.toml has a [dependencies] section")
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split('=').next().map(str::trim))
+        .collect();
+    assert_eq!(deps, ["libc"], "core/Cargo.toml [dependencies]");
 }
 
 #[test]

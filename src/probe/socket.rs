@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use super::mountinfo::MountInfo;
-use crate::docker_api::http::parse_response;
+use ws_init_core::http::parse_response;
 
 pub const PING_TIMEOUT: Duration = Duration::from_secs(1);
 
