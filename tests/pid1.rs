@@ -1140,3 +1140,108 @@ fn a_terminal_session_gets_no_info_lines() {
         "{o:?}"
     );
 }
+
+// ---------------------------------------------------------------- bring-up in its own process
+
+/// A copy of ws-init in `dir` with `bringup` (a shell script) as the
+/// ws-init-bringup beside it, as the image installs the two side by side.
+fn with_fake_bringup(dir: &std::path::Path, bringup: &str) -> std::path::PathBuf {
+    let core = dir.join("ws-init");
+    std::fs::copy(ws_init(), &core).expect("copy ws-init");
+    let fake = dir.join("ws-init-bringup");
+    std::fs::write(&fake, format!("#!/bin/sh\n{bringup}\n")).expect("write the fake bring-up");
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    core
+}
+
+/// Bring-up runs in a child: when it hangs, a stop request still ends the
+/// workspace at once, and the main command never starts.
+#[test]
+fn a_hanging_bringup_does_not_delay_a_stop() {
+    if !root_or_skip("a_hanging_bringup_does_not_delay_a_stop") {
+        return;
+    }
+    let d = scratch();
+    let ran = d.path().join("ran");
+    let core = with_fake_bringup(d.path(), "exec sleep 1000");
+    let run = Spec::sh(Mode::Pid1, &format!("touch {}", q(&ran)))
+        .program(&core)
+        .spawn(d.path());
+    assert!(
+        wait_until(Duration::from_secs(10), || common::descendants(
+            run.ws_init_pid()
+        )
+        .iter()
+        .any(|p| std::fs::read_to_string(format!("/proc/{p}/comm"))
+            .is_ok_and(|c| c.trim() == "sleep"))),
+        "the fake bring-up never ran"
+    );
+    run.signal(Signal::SIGTERM);
+    let o = run.wait(Duration::from_secs(5));
+    assert_eq!(o.code, Some(143), "{o:?}");
+    assert!(
+        o.elapsed < Duration::from_secs(4),
+        "stop took {:?}",
+        o.elapsed
+    );
+    assert!(
+        o.stderr.contains("SIGTERM received during bring-up"),
+        "{o:?}"
+    );
+    assert!(!ran.exists(), "the main command ran without a plan");
+}
+
+/// Bring-up dying, or ending without a plan, ends the workspace with a line
+/// that says so; PID 1 itself is never taken down with it.
+#[test]
+fn a_failed_bringup_ends_the_workspace_with_its_reason() {
+    if !root_or_skip("a_failed_bringup_ends_the_workspace_with_its_reason") {
+        return;
+    }
+    for (script, code, says) in [
+        (
+            "kill -SEGV $$",
+            1,
+            "bring-up killed by SIGSEGV before handing over a plan",
+        ),
+        ("echo 'ws-init: WS_X=1: no' >&2; exit 2", 2, "WS_X=1: no"),
+        ("exit 0", 1, "bring-up ended without handing over a plan"),
+        (
+            "echo 'log_level=loud' >&3",
+            1,
+            "unreadable handover from ws-init-bringup",
+        ),
+    ] {
+        let d = scratch();
+        let ran = d.path().join("ran");
+        let core = with_fake_bringup(d.path(), script);
+        let o = Spec::sh(Mode::Pid1, &format!("touch {}", q(&ran)))
+            .program(&core)
+            .run(d.path());
+        assert_eq!(o.code, Some(code), "{script}: {o:?}");
+        assert!(o.stderr.contains(says), "{script}: {o:?}");
+        assert!(
+            !ran.exists(),
+            "{script}: the main command ran without a plan"
+        );
+    }
+}
+
+/// The bring-up program is found beside ws-init, and as root only when
+/// nobody but root could have replaced it.
+#[test]
+fn a_bringup_others_could_replace_is_refused() {
+    if !root_or_skip("a_bringup_others_could_replace_is_refused") {
+        return;
+    }
+    let d = scratch();
+    let core = with_fake_bringup(d.path(), "exit 0");
+    let fake = d.path().join("ws-init-bringup");
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = Spec::sh(Mode::Pid1, "true").program(&core).run(d.path());
+    assert_eq!(o.code, Some(1), "{o:?}");
+    assert!(
+        o.stderr.contains(&fake.display().to_string()) && o.stderr.contains("chmod go-w"),
+        "{o:?}"
+    );
+}

@@ -99,6 +99,8 @@ pub struct Spec {
     cwd: Option<PathBuf>,
     stdin: Option<Stdio>,
     blocked: Vec<i32>,
+    /// Another copy of ws-init to run (with its own ws-init-bringup beside it).
+    program: Option<String>,
 }
 
 /// A running ws-init with its output going to files in `dir`.
@@ -109,6 +111,8 @@ pub struct Running {
     err: PathBuf,
     mode: Mode,
     reaped: bool,
+    /// The ws-init binary it runs.
+    bin: String,
 }
 
 /// How a run ended.
@@ -131,7 +135,14 @@ impl Spec {
             cwd: None,
             stdin: None,
             blocked: Vec::new(),
+            program: None,
         }
+    }
+
+    /// Runs this copy of ws-init instead of the one under test.
+    pub fn program(mut self, path: &Path) -> Spec {
+        self.program = Some(path.to_string_lossy().into_owned());
+        self
     }
 
     /// `ws-init sh -c SCRIPT`.
@@ -171,11 +182,12 @@ impl Spec {
     pub fn spawn(self, dir: &Path) -> Running {
         let out = dir.join("ws-init.stdout");
         let err = dir.join("ws-init.stderr");
+        let bin = self.program.clone().unwrap_or_else(ws_init);
         let mut cmd = match (self.mode, &self.setup) {
-            (Mode::Subreaper, _) => Command::new(ws_init()),
+            (Mode::Subreaper, _) => Command::new(&bin),
             (Mode::Pid1, None) => {
                 let mut c = Command::new("unshare");
-                c.args(["--pid", "--fork", "--mount-proc", &ws_init()]);
+                c.args(["--pid", "--fork", "--mount-proc", &bin]);
                 c
             }
             (Mode::Pid1, Some(setup)) => {
@@ -191,7 +203,7 @@ impl Spec {
                     "sh",
                     "-c",
                     &format!("set -e\n{setup}\nexec \"$0\" \"$@\""),
-                    &ws_init(),
+                    &bin,
                 ]);
                 c
             }
@@ -237,6 +249,7 @@ impl Spec {
             err,
             mode: self.mode,
             reaped: false,
+            bin,
         }
     }
 
@@ -257,7 +270,7 @@ impl Running {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             for (pid, ppid) in process_table() {
-                if ppid == me && exe_is_ws_init(pid) {
+                if ppid == me && exe_is(pid, &self.bin) {
                     return pid;
                 }
             }
@@ -337,8 +350,8 @@ impl Drop for Running {
 
 /// Under emulation /proc/PID/exe is qemu's interpreter; the binary it runs
 /// is its first argument.
-fn exe_is_ws_init(pid: i32) -> bool {
-    let want = std::fs::canonicalize(ws_init()).ok();
+fn exe_is(pid: i32, bin: &str) -> bool {
+    let want = std::fs::canonicalize(bin).ok();
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
     if exe == want {
         return true;
