@@ -49,16 +49,31 @@ child_of() {
     return 1
 }
 
+# Host PID of the child of $1 running `sleep`, once it exists (bounded: 5 s):
+# ws-init's first child is its short-lived bring-up program.
+sleep_child_of() {
+    local parent=$1 i pid
+    for ((i = 0; i < 500; i++)); do
+        pid=$(pgrep -P "$parent" -x sleep | head -n1 || true)
+        if [[ -n $pid ]]; then
+            echo "$pid"
+            return 0
+        fi
+        sleep 0.01
+    done
+    return 1
+}
+
 # VmRSS in kB of one init ("$@") as PID 1 supervising sleep 1000.
 rss_of() {
     local unshare_pid init_pid rss i
-    env -u WS_USER -u WS_DOCKER_ENABLE_CLIENT WS_STOP_TIMEOUT=1 \
+    env -u WS_USER -u WS_DOCKER_ENABLE_CLIENT WS_STOP_TIMEOUT=2 \
         unshare --pid --fork --mount-proc "$@" sleep 1000 >/dev/null 2>&1 &
     unshare_pid=$!
     init_pid=$(child_of "$unshare_pid") || die "no init process under unshare ($*)"
     # Ready once the init has started sleep (it may still be unshare itself
     # before the exec, which has no child).
-    child_of "$init_pid" >/dev/null || die "$* never started its command"
+    sleep_child_of "$init_pid" >/dev/null || die "$* never started its command"
     sleep 0.3
     rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$init_pid/status")
     kill -TERM "$init_pid"
