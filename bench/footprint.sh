@@ -35,26 +35,11 @@ if [[ ! -x $tini ]]; then
     apt-get install -y -qq tini >/dev/null
 fi
 
-# Host PID of the only child of $1, once it exists (bounded: 5 s).
+# Host PID of a child of $1 (named $2, if given), once it exists (bounded: 5 s).
 child_of() {
-    local parent=$1 i pid
+    local parent=$1 name=${2:-} i pid
     for ((i = 0; i < 500; i++)); do
-        pid=$(pgrep -P "$parent" | head -n1 || true)
-        if [[ -n $pid ]]; then
-            echo "$pid"
-            return 0
-        fi
-        sleep 0.01
-    done
-    return 1
-}
-
-# Host PID of the child of $1 running `sleep`, once it exists (bounded: 5 s):
-# ws-init's first child is its short-lived bring-up program.
-sleep_child_of() {
-    local parent=$1 i pid
-    for ((i = 0; i < 500; i++)); do
-        pid=$(pgrep -P "$parent" -x sleep | head -n1 || true)
+        pid=$(pgrep -P "$parent" ${name:+-x "$name"} | head -n1 || true)
         if [[ -n $pid ]]; then
             echo "$pid"
             return 0
@@ -72,8 +57,9 @@ rss_of() {
     unshare_pid=$!
     init_pid=$(child_of "$unshare_pid") || die "no init process under unshare ($*)"
     # Ready once the init has started sleep (it may still be unshare itself
-    # before the exec, which has no child).
-    sleep_child_of "$init_pid" >/dev/null || die "$* never started its command"
+    # before the exec, which has no child; ws-init's first child is its
+    # short-lived bring-up program).
+    child_of "$init_pid" sleep >/dev/null || die "$* never started its command"
     sleep 0.3
     rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$init_pid/status")
     kill -TERM "$init_pid"

@@ -18,6 +18,7 @@ use nix::unistd::Pid;
 use ws_init::config;
 use ws_init_core::backoff::BackoffPolicy;
 use ws_init_core::exit::ChildExit;
+use ws_init_core::handover::Dockerd;
 use ws_init_core::log::{self, Level};
 use ws_init_core::ping::Probe;
 use ws_init_core::reactor::{earliest, Interest};
@@ -226,7 +227,7 @@ fn private_mount_namespace() {
 
 /// The spec with the production defaults for everything not given.
 fn spec(program: impl Into<PathBuf>, args: Vec<String>, socket: PathBuf, log: PathBuf) -> Spec {
-    Spec {
+    let dockerd = Dockerd {
         program: program.into(),
         args,
         env: Vec::new(),
@@ -234,13 +235,13 @@ fn spec(program: impl Into<PathBuf>, args: Vec<String>, socket: PathBuf, log: Pa
         log_path: log,
         log_max_bytes: config::DEFAULT_DOCKERD_LOG_MAX,
         log_gid: config::DEFAULT_DOCKER_GID,
-        stop_timeout: config::DEFAULT_STOP_TIMEOUT,
-        // The machine's own /run is not the tests' to clear.
-        clear_stale_pid_files: false,
-        backoff: BackoffPolicy::default(),
-        ready_warn_after: Duration::from_secs(30),
         run_as: None,
         shutdown_timeout: None,
+    };
+    Spec {
+        // The machine's own /run is not the tests' to clear.
+        clear_stale_pid_files: false,
+        ..Spec::new(dockerd, config::DEFAULT_STOP_TIMEOUT)
     }
 }
 
@@ -402,7 +403,7 @@ exit 3"#
     );
     let mut spec = script_spec(&d, &script);
     spec.clear_stale_pid_files = true;
-    let log = spec.log_path.clone();
+    let log = spec.dockerd.log_path.clone();
 
     std::thread::spawn(move || {
         private_mount_namespace();
@@ -521,8 +522,8 @@ fn the_log_rotates_while_a_program_writes() {
         dir.path(),
         r#"i=0; while [ $i -lt 500 ]; do echo "time=\"t\" level=info msg=\"line $i\""; i=$((i+1)); done; exec sleep 600"#,
     );
-    spec.log_max_bytes = 4096;
-    let log = spec.log_path.clone();
+    spec.dockerd.log_max_bytes = 4096;
+    let log = spec.dockerd.log_path.clone();
     let mut program = Driver::start(spec);
     program.until(Duration::from_secs(10), "last line in the log", |_| {
         std::fs::read_to_string(&log)

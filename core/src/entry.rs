@@ -43,9 +43,11 @@ pub fn route(args: &[OsString]) -> Route {
     }
 }
 
-/// Marks every inherited descriptor above stderr close-on-exec: children
-/// (dockerd, the main command) get none of them. Those the core reads
-/// itself are taken before.
+/// Marks every inherited descriptor above stderr close-on-exec, for
+/// start-docker's supervisor: dockerd must not hold the start-docker lock
+/// (nor anything else of the `docker exec` that ran it). Those the core
+/// reads itself are taken before. (`ws-init CMD` passes inherited
+/// descriptors on to the main command, as an init should.)
 fn no_inherited_fds() {
     let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
         return;
@@ -119,7 +121,6 @@ pub fn main() -> i32 {
                     "ws-init: cannot block signals to forward them ({e}); signals may end ws-init"
                 );
             }
-            no_inherited_fds();
             crate::log::init_from_env();
             workspace::run(cmd, &bringup)
         }

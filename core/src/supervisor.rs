@@ -6,7 +6,6 @@
 //! else: the driver only reports states.
 
 use std::io;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,19 +16,14 @@ use crate::logs::{self, EchoFilter, LogFile, LogPipes, LogSink};
 use crate::ping::Probe;
 use crate::reactor::{after, earliest, Interest};
 use crate::reaper::Children;
-use crate::spawn::{configure_child, RunAs};
+use crate::spawn::configure_child;
 use crate::supervise::machine::{self, Action, Event, Machine, Message, Policy, Timer};
 use crate::supervise::State;
 
-/// How to run dockerd.
+/// How to run and supervise dockerd.
 pub struct Spec {
-    pub program: PathBuf,
-    pub args: Vec<String>,
-    pub env: Vec<(String, String)>,
-    pub socket: PathBuf,
-    pub log_path: PathBuf,
-    pub log_max_bytes: u64,
-    pub log_gid: u32,
+    /// The program, its arguments, socket, log and user, as handed over.
+    pub dockerd: Dockerd,
     /// From SIGTERM to SIGKILL when stopping.
     pub stop_timeout: Duration,
     /// Stale pid files under /run are removed before every start (a pid
@@ -40,27 +34,17 @@ pub struct Spec {
     /// A start that has not answered `/_ping` after this long is reported
     /// (and reported again each period); dockerd is left to carry on.
     pub ready_warn_after: Duration,
-    pub run_as: Option<RunAs>,
-    pub shutdown_timeout: Option<Duration>,
 }
 
 impl Spec {
-    /// The spec for the handed-over dockerd, with the production policy.
-    pub fn from_handover(d: Dockerd, args: Vec<String>, stop_timeout: Duration) -> Spec {
+    /// The production policy for `dockerd`.
+    pub fn new(dockerd: Dockerd, stop_timeout: Duration) -> Spec {
         Spec {
-            program: d.program,
-            args,
-            env: d.env,
-            socket: d.socket,
-            log_path: d.log_path,
-            log_max_bytes: d.log_max_bytes,
-            log_gid: d.log_gid,
+            clear_stale_pid_files: dockerd.run_as.is_none(),
+            dockerd,
             stop_timeout,
-            clear_stale_pid_files: d.run_as.is_none(),
             backoff: BackoffPolicy::default(),
             ready_warn_after: Duration::from_secs(30),
-            run_as: d.run_as,
-            shutdown_timeout: d.shutdown_timeout,
         }
     }
 }
@@ -95,7 +79,11 @@ impl Supervisor {
         };
         let (machine, pending) = Machine::start(policy);
         let sink = LogSink::new(
-            LogFile::open(&spec.log_path, spec.log_max_bytes, spec.log_gid),
+            LogFile::open(
+                &spec.dockerd.log_path,
+                spec.dockerd.log_max_bytes,
+                spec.dockerd.log_gid,
+            ),
             EchoFilter::default(),
         );
         Supervisor {
@@ -129,7 +117,7 @@ impl Supervisor {
 
     /// dockerd's own `--shutdown-timeout`, if its command line sets one.
     pub fn shutdown_timeout(&self) -> Option<Duration> {
-        self.spec.shutdown_timeout
+        self.spec.dockerd.shutdown_timeout
     }
 
     /// Nothing more will happen (stopped, or cannot start at all).
@@ -264,7 +252,7 @@ impl Supervisor {
                         }
                     }
                     Err(e) => {
-                        let reason = format!("{}: {e}", self.spec.program.display());
+                        let reason = format!("{}: {e}", self.spec.dockerd.program.display());
                         self.sink.note(&format!("cannot start dockerd: {reason}"));
                         Event::SpawnFailed {
                             reason,
@@ -279,7 +267,7 @@ impl Supervisor {
             }
             Action::ProbeReady => {
                 self.probe = Some(Probe::new(
-                    &self.spec.socket,
+                    &self.spec.dockerd.socket,
                     Instant::now(),
                     self.spec.ready_warn_after,
                 ));
@@ -305,12 +293,12 @@ impl Supervisor {
     }
 
     fn endpoint(&self) -> String {
-        format!("unix://{}", self.spec.socket.display())
+        format!("unix://{}", self.spec.dockerd.socket.display())
     }
 
     fn log(&mut self, message: Message) {
         let endpoint = self.endpoint();
-        let log_path = self.spec.log_path.display().to_string();
+        let log_path = self.spec.dockerd.log_path.display().to_string();
         match message {
             Message::SpawnFailed { reason } => error!("cannot start dockerd ({reason})"),
             Message::GaveUp { reason } => error!(
@@ -379,13 +367,13 @@ impl Supervisor {
         // Read from before the spawn: a dockerd whose output nobody reads
         // would die of SIGPIPE on its first log line.
         let (pump, output) = logs::pipes_for_child()?;
-        let mut cmd = Command::new(&self.spec.program);
-        cmd.args(&self.spec.args)
-            .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
+        let mut cmd = Command::new(&self.spec.dockerd.program);
+        cmd.args(&self.spec.dockerd.args)
+            .envs(self.spec.dockerd.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(output.stdout))
             .stderr(Stdio::from(output.stderr));
-        configure_child(&mut cmd, self.spec.run_as.as_ref(), false);
+        configure_child(&mut cmd, self.spec.dockerd.run_as.as_ref(), false);
         let pid = children.spawn(&mut cmd)?;
         // The Command holds our copies of the write end: without dropping
         // it, the pipe would never reach end-of-file.
@@ -393,8 +381,8 @@ impl Supervisor {
         self.pumps.push(pump);
         self.sink.note(&format!(
             "started {} {} (pid {pid})",
-            self.spec.program.display(),
-            self.spec.args.join(" ")
+            self.spec.dockerd.program.display(),
+            self.spec.dockerd.args.join(" ")
         ));
         info!("dockerd started (pid {pid})");
         Ok(pid)
@@ -408,7 +396,7 @@ mod tests {
     #[test]
     fn a_supervisor_that_cannot_start_wants_no_more_wake_ups_even_when_asked_to_stop() {
         let dir = tempfile::tempdir().unwrap();
-        let mut sup = Supervisor::start(Spec {
+        let dockerd = Dockerd {
             program: dir.path().join("no-dockerd"),
             args: Vec::new(),
             env: Vec::new(),
@@ -416,12 +404,12 @@ mod tests {
             log_path: dir.path().join("d.log"),
             log_max_bytes: 1 << 20,
             log_gid: 0,
-            stop_timeout: Duration::from_secs(1),
-            clear_stale_pid_files: false,
-            backoff: BackoffPolicy::default(),
-            ready_warn_after: Duration::from_secs(30),
             run_as: None,
             shutdown_timeout: None,
+        };
+        let mut sup = Supervisor::start(Spec {
+            clear_stale_pid_files: false,
+            ..Spec::new(dockerd, Duration::from_secs(1))
         });
         // No child is spawned, so nothing needs reaping (and no other
         // test's child is reaped).

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::dns::{Config as DnsConfig, Forwarder};
 use crate::exit::{spawn_error_code, ChildExit};
-use crate::handover::{self, DockerWait, Handover};
+use crate::handover::{self, DockerWait, Dockerd, Handover};
 use crate::pid1::stdin_is_tty;
 use crate::reactor::{after, earliest, Interest};
 use crate::reaper::{all_gone, Children};
@@ -299,6 +299,11 @@ pub fn bring_up(core: &mut Core, program: &Path) -> Result<Handover, BringupFail
         while let Some(sig) = c.next_signal() {
             if signals::starts_stop(sig.signo) {
                 stop = Some(sig.signo);
+            } else {
+                debug!(
+                    "{} received before the main command started: dropped",
+                    signals::name(sig.signo)
+                );
             }
         }
         stop.is_some() || c.reading.as_ref().is_some_and(|r| r.2)
@@ -358,11 +363,8 @@ pub fn start_docker(core: &mut Core, h: &mut Handover) -> bool {
     if d.run_as.is_none() {
         info!("starting dockerd {}", args.join(" "));
     }
-    core.dockerd = Some(Supervisor::start(Spec::from_handover(
-        d,
-        args,
-        h.stop_timeout,
-    )));
+    let d = Dockerd { args, ..d };
+    core.dockerd = Some(Supervisor::start(Spec::new(d, h.stop_timeout)));
     true
 }
 
