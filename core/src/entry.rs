@@ -104,6 +104,21 @@ pub fn main() -> i32 {
     let argv0 = all.next().unwrap_or_else(|| OsString::from("ws-init"));
     let args: Vec<OsString> = all.collect();
     let route = route(&args);
+    if route != Route::Bringup {
+        // First, while ws-init has one thread: every signal is read from a
+        // signalfd (and forwarded to the main command).
+        if let Err(e) = signals::block_all() {
+            eprintln!(
+                "ws-init: cannot block signals to read them from a signalfd ({e}); signals may end ws-init"
+            );
+        }
+    }
+    if route == Route::SuperviseDocker {
+        // Taken before the rest are marked close-on-exec.
+        let taken = supervise_docker::take_fds();
+        no_inherited_fds();
+        return supervise_docker::run(taken);
+    }
     let bringup = match paths::bringup_program() {
         Ok(p) => p,
         Err(e) => {
@@ -112,27 +127,11 @@ pub fn main() -> i32 {
         }
     };
     match route {
-        Route::Bringup => exec_bringup(&bringup, &argv0, &args),
         Route::Run(cmd) => {
-            // First, while ws-init has one thread: every signal is read
-            // from a signalfd and forwarded.
-            if let Err(e) = signals::block_all() {
-                eprintln!(
-                    "ws-init: cannot block signals to forward them ({e}); signals may end ws-init"
-                );
-            }
             crate::log::init_from_env();
             workspace::run(cmd, &bringup)
         }
-        Route::SuperviseDocker => {
-            if let Err(e) = signals::block_all() {
-                eprintln!("ws-init: cannot block signals to read them from a signalfd ({e})");
-            }
-            // Taken before the rest are marked close-on-exec.
-            let taken = supervise_docker::take_fds();
-            no_inherited_fds();
-            supervise_docker::run(taken)
-        }
+        _ => exec_bringup(&bringup, &argv0, &args),
     }
 }
 
