@@ -77,6 +77,7 @@ const CORE_TABLE: &[(&str, &str)] = &[
     ("paths", "base"),
     ("pidfiles", "base"),
     ("atomic", "base"),
+    ("test_support", "base"),
     // One concern each, driven by the poll loop: readiness, dockerd's log,
     // DNS, reaping, the supervisor's pure decisions.
     ("ping", "parts"),

@@ -78,7 +78,10 @@ if ((${#FILTERS[@]} == 0)); then
   # Debug builds: the release profile's LTO would link every test binary slowly; the
   # release binary itself is what the image (and so the e2e tests) runs.
   phase "unit + integration tests" cargo test --locked --no-fail-fast "${TARGETS[@]}"
-  phase "doc tests" cargo test --locked --doc
+  # The resident core's own crate: its unit tests (poll loop parts, the
+  # supervisor's machine and driver, the handover, the DNS forwarder, the log copy).
+  phase "core unit tests" cargo test --locked --no-fail-fast -p ws-init-core
+  phase "doc tests" cargo test --locked --doc --workspace
 fi
 if [[ ${WS_E2E_SKIP:-} != 1 ]]; then
   if [[ " ${FAILED[*]} " == *" image ${WS_E2E_IMAGE} "* ]]; then

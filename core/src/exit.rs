@@ -129,6 +129,7 @@ mod tests {
     /// Statuses the kernel gives for real children.
     #[test]
     fn real_children_end_as_waitpid_says() {
+        let _children = crate::test_support::children_lock();
         let wait = |script: &str| {
             // Waited for by pid below: std's Child is not what reaps it.
             let pid = std::process::Command::new("/bin/sh")

@@ -313,6 +313,7 @@ mod tests {
     /// child: that child is selected and killed, the "shim" is not.
     #[test]
     fn kills_what_runs_below_a_real_shim() {
+        let _children = crate::test_support::children_lock();
         let dir = tempfile::tempdir().unwrap();
         let shim_exe = dir.path().join("containerd-shim-runc-test");
         std::fs::copy("/bin/sh", &shim_exe).unwrap();

@@ -28,4 +28,6 @@ pub mod stop_budget;
 pub mod supervise;
 pub mod supervise_docker;
 pub mod supervisor;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod workspace;

@@ -201,6 +201,7 @@ mod tests {
 
     #[test]
     fn this_proc_is_ours_and_finds_a_real_child() {
+        let _children = crate::test_support::children_lock();
         let mut child = std::process::Command::new("sleep")
             .arg("5")
             .spawn()

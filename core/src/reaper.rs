@@ -172,6 +172,7 @@ mod tests {
 
     #[test]
     fn a_registered_child_keeps_its_status_until_taken() {
+        let _children = crate::test_support::children_lock();
         let mut c = Children::default();
         let pid = c.spawn(Command::new("sh").args(["-c", "exit 7"])).unwrap();
         let t = std::time::Instant::now();

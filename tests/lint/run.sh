@@ -6,7 +6,7 @@
 #
 # Gates (names in brackets):
 #   [fmt]         cargo fmt --check
-#   [clippy]      cargo clippy --all-targets -- -D warnings
+#   [clippy]      cargo clippy --workspace --all-targets -- -D warnings (the core crate too)
 #   [hadolint]    hadolint on every tracked Dockerfile
 #   [shellcheck]  ShellCheck on every *.sh in the repository and .ci/run
 #   [k8s]         tests/lint/validate-k8s.sh (deploy/kubernetes, strict schemas)
@@ -48,7 +48,7 @@ repo_files() {
 
 gate_fmt() { cargo fmt --all -- --check; }
 
-gate_clippy() { cargo clippy --all-targets -- -D warnings; }
+gate_clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
 
 gate_hadolint() {
   local bin files
