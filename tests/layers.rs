@@ -59,7 +59,7 @@ const TABLE: &[(&str, &str)] = &[
 ];
 
 /// The resident core's layers, lowest first.
-const CORE_LAYERS: &[&str] = &["base", "parts", "driver", "run"];
+const CORE_LAYERS: &[&str] = &["base", "parts", "driver", "loop", "run"];
 
 const CORE_TABLE: &[(&str, &str)] = &[
     // Plain data, system calls and parsers.
@@ -88,6 +88,10 @@ const CORE_TABLE: &[(&str, &str)] = &[
     ("supervise", "parts"),
     // Performs the supervisor's decisions.
     ("supervisor", "driver"),
+    // The poll loop over every part, the bring-up child, the ordered stop.
+    ("event_loop", "loop"),
+    ("bringup_child", "loop"),
+    ("stop", "loop"),
     // The flows: PID 1, start-docker's supervisor, the entry.
     ("workspace", "run"),
     ("supervise_docker", "run"),

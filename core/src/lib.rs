@@ -8,8 +8,10 @@
 pub mod log;
 pub mod atomic;
 pub mod backoff;
+pub mod bringup_child;
 pub mod dns;
 pub mod entry;
+pub mod event_loop;
 pub mod exit;
 pub mod handover;
 pub mod http;
@@ -24,6 +26,7 @@ pub mod reactor;
 pub mod reaper;
 pub mod signals;
 pub mod spawn;
+pub mod stop;
 pub mod stop_budget;
 pub mod supervise;
 pub mod supervise_docker;

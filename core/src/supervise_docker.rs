@@ -14,10 +14,11 @@ use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::time::Instant;
 
+use crate::event_loop::{start_docker, Core};
 use crate::handover::{self, Handover, Report};
 use crate::signals::{self, SignalFd};
+use crate::stop::{stop_everything, StopDeadlines};
 use crate::supervise::State;
-use crate::workspace::{self, Core, StopDeadlines};
 
 /// The environment variable naming the report pipe's descriptor.
 pub const REPORT_FD_ENV: &str = "WS_INIT_REPORT_FD";
@@ -90,7 +91,7 @@ pub fn run(taken: Taken) -> i32 {
         "Docker supervisor started (ws-init start-docker) pid={}",
         std::process::id()
     );
-    if !workspace::start_docker(&mut core, &mut h) {
+    if !start_docker(&mut core, &mut h) {
         let reason = "no dockerd to supervise in the handover".to_string();
         send(&mut report, &Report::Failed { reason });
         return 1;
@@ -126,6 +127,6 @@ pub fn run(taken: Taken) -> i32 {
         false
     });
     let deadlines = StopDeadlines::from(Instant::now(), h.stop_timeout);
-    workspace::stop_everything(&mut core, &deadlines);
+    stop_everything(&mut core, &deadlines);
     code
 }

@@ -1,0 +1,223 @@
+//! The one poll loop PID 1 (and start-docker's supervisor) runs: the
+//! signalfd, the dockerd supervisor, the DNS forwarder and a helper's output
+//! being read, all served from [`Core::turn`]. Every wait of the flows runs
+//! [`Core::wait_until`], which keeps reaping, copying dockerd's output,
+//! answering DNS and collecting signals while it waits.
+
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use crate::dns::{Config as DnsConfig, Forwarder};
+use crate::exit::ChildExit;
+use crate::handover::{Dockerd, Handover};
+use crate::reactor::{earliest, Interest};
+use crate::reaper::Children;
+use crate::signals::{self, Action, SignalFd};
+use crate::supervisor::{Spec, Supervisor};
+
+/// A signal for the flow, with what to do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Incoming {
+    pub signo: i32,
+    pub action: Action,
+}
+
+/// Everything PID 1 keeps running, and the poll loop over it.
+pub struct Core {
+    sigfd: SignalFd,
+    own_pid: i32,
+    pub children: Children,
+    inbox: VecDeque<Incoming>,
+    pub dockerd: Option<Supervisor>,
+    pub dns: Option<Forwarder>,
+    /// Output of a helper being read to its end (the handover).
+    pub(crate) reading: Option<(OwnedFd, Vec<u8>, bool)>,
+    interest: Interest,
+}
+
+impl Core {
+    pub fn new(sigfd: SignalFd) -> Core {
+        let mut core = Core {
+            sigfd,
+            own_pid: std::process::id() as i32,
+            children: Children::default(),
+            inbox: VecDeque::new(),
+            dockerd: None,
+            dns: None,
+            reading: None,
+            interest: Interest::default(),
+        };
+        // Children may have ended before the descriptor existed.
+        core.children.reap_all();
+        core
+    }
+
+    /// One turn of the loop: waits until something is ready or `deadline`,
+    /// then serves it.
+    pub(crate) fn turn(&mut self, deadline: Option<Instant>) {
+        let fd = self.sigfd.as_raw_fd();
+        self.interest.clear();
+        self.interest.read(fd);
+        let mut due = deadline;
+        if let Some((pipe, _, _)) = &self.reading {
+            self.interest.read(pipe.as_raw_fd());
+        }
+        if let Some(d) = &self.dockerd {
+            d.register(&mut self.interest);
+            due = earliest(due, d.deadline());
+        }
+        if let Some(f) = &self.dns {
+            f.register(Instant::now(), &mut self.interest);
+            due = earliest(due, f.deadline());
+        }
+        if let Err(e) = self.interest.poll(due) {
+            // Not expected; keep going at a slow pace rather than spin.
+            error!("poll failed: {e}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let now = Instant::now();
+        if self.interest.readable(fd) {
+            self.read_signals();
+        }
+        if let Some((pipe, buf, eof)) = self.reading.as_mut() {
+            if self.interest.readable(pipe.as_raw_fd()) {
+                read_available(pipe, buf, eof);
+            }
+        }
+        if let Some(d) = self.dockerd.as_mut() {
+            d.service(&self.interest, &mut self.children, now);
+        }
+        if let Some(f) = self.dns.as_mut() {
+            f.service(&self.interest, now);
+        }
+    }
+
+    fn read_signals(&mut self) {
+        loop {
+            match self.sigfd.read() {
+                Ok(Some(r)) => match signals::action(r.signo, r.sender, self.own_pid) {
+                    Action::Reap => self.children.reap_all(),
+                    Action::Drop => trace!(
+                        "{} raised by ws-init itself: not forwarded",
+                        signals::name(r.signo)
+                    ),
+                    action => self.inbox.push_back(Incoming {
+                        signo: r.signo,
+                        action,
+                    }),
+                },
+                Ok(None) => return,
+                Err(e) => {
+                    // Not expected: reap anyway so the workspace lives on.
+                    error!("cannot read signals: {e}");
+                    self.children.reap_all();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Runs the loop until `done` holds (checked after every turn) or
+    /// `deadline` passes; true if `done` held. `done` also consumes the
+    /// signals that arrived ([`Core::next_signal`]).
+    pub fn wait_until(
+        &mut self,
+        deadline: Option<Instant>,
+        mut done: impl FnMut(&mut Core) -> bool,
+    ) -> bool {
+        loop {
+            if done(self) {
+                return true;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return false;
+            }
+            self.turn(deadline);
+        }
+    }
+
+    pub fn next_signal(&mut self) -> Option<Incoming> {
+        self.inbox.pop_front()
+    }
+
+    /// Waits for a registered child's exit until `deadline`.
+    pub(crate) fn wait_child(&mut self, pid: i32, deadline: Option<Instant>) -> Option<ChildExit> {
+        let mut exit = None;
+        self.wait_until(deadline, |c| {
+            exit = c.children.take_exit(pid);
+            exit.is_some()
+        });
+        exit
+    }
+
+    /// Waits until nothing but us is left, checking every 50 ms for the
+    /// processes that are not our children. True if nothing is left.
+    pub(crate) fn wait_nothing_left(&mut self, deadline: Instant) -> bool {
+        loop {
+            if self.children.nothing_left() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            self.turn(Some(deadline.min(now + Duration::from_millis(50))));
+        }
+    }
+}
+
+fn read_available(pipe: &OwnedFd, buf: &mut Vec<u8>, eof: &mut bool) {
+    let mut chunk = [0u8; 4096];
+    loop {
+        // SAFETY: reading into a stack buffer of the length given.
+        let n = unsafe {
+            libc::read(
+                pipe.as_raw_fd(),
+                chunk.as_mut_ptr() as *mut libc::c_void,
+                chunk.len(),
+            )
+        };
+        match n {
+            0 => {
+                *eof = true;
+                return;
+            }
+            n if n > 0 => buf.extend_from_slice(&chunk[..n as usize]),
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                if e.kind() != std::io::ErrorKind::WouldBlock {
+                    *eof = true;
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Starts the DNS forwarder and dockerd as handed over. Returns whether
+/// dockerd is supervised.
+pub fn start_docker(core: &mut Core, h: &mut Handover) -> bool {
+    let Some(d) = h.dockerd.take() else {
+        return false;
+    };
+    // The forwarder listens before dockerd hands its address out.
+    let args = match &h.dns {
+        Some(dns) => {
+            let cfg = DnsConfig::new(dns.listen, dns.upstreams.clone());
+            let (forwarder, args) = crate::dns::start_planned(cfg, &d.args, &dns.dockerd_args);
+            core.dns = forwarder;
+            args
+        }
+        None => d.args.clone(),
+    };
+    if d.run_as.is_none() {
+        info!("starting dockerd {}", args.join(" "));
+    }
+    let d = Dockerd { args, ..d };
+    core.dockerd = Some(Supervisor::start(Spec::new(d, h.stop_timeout)));
+    true
+}
