@@ -17,12 +17,7 @@ use std::time::Duration;
 
 /// Default GID of the `docker` group (design §1).
 pub const DEFAULT_DOCKER_GID: u32 = 999;
-/// Default grace for the whole shutdown; below `docker stop`'s 10 s so the
-/// ordered stop finishes before the engine's SIGKILL.
-pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(8);
-/// The shortest stop budget the ordered stop fits in (main command, dockerd,
-/// the rest, each with some time); less is refused at start.
-pub const MIN_STOP_TIMEOUT: Duration = Duration::from_secs(2);
+pub use ws_init_core::stop_budget::{DEFAULT_STOP_TIMEOUT, MIN_STOP_TIMEOUT};
 pub const DEFAULT_DOCKERD_LOG: &str = "/var/log/dockerd.log";
 /// Size at which the dockerd log is rotated (one old generation kept).
 pub const DEFAULT_DOCKERD_LOG_MAX: u64 = 10 * 1024 * 1024;

@@ -21,6 +21,14 @@
 
 use std::time::Duration;
 
+/// Default grace for the whole shutdown; below `docker stop`'s 10 s so the
+/// ordered stop finishes before the engine's SIGKILL. (Also PID 1's budget
+/// before bring-up has handed over the configured one.)
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(8);
+/// The shortest stop budget the ordered stop fits in (main command, dockerd,
+/// the rest, each with some time); less is refused at start.
+pub const MIN_STOP_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Offsets from the start of the stop, and dockerd's `--shutdown-timeout`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StopSplit {

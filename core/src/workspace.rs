@@ -125,12 +125,11 @@ pub fn run(args: Vec<OsString>, bringup: &Path) -> i32 {
         }
     };
     let mut core = Core::new(sigfd);
-    // The default stop budget until bring-up says otherwise.
-    let default_stop = Duration::from_secs(10);
     let mut h = match bring_up(&mut core, bringup) {
         Ok(h) => h,
         Err(BringupFailed(code)) => {
-            stop_now(&mut core, default_stop);
+            // The configured budget is bring-up's to read: the default then.
+            stop_now(&mut core, crate::stop_budget::DEFAULT_STOP_TIMEOUT);
             return code;
         }
     };
