@@ -184,6 +184,18 @@ import_foreign_base() {
   [[ $(image_arch "$tag") == "$arch" ]] || die "${tag} was imported as $(image_arch "$tag"), not ${arch}"
 }
 
+# install_shared SRC DEST: copies SRC to DEST (0755) by rename, so builds of
+# several images at once (CI builds three) never see, nor trip over, a half
+# copy: `install` onto one path from two processes fails with "File exists".
+install_shared() {
+  local tmp
+  tmp=$(mktemp "$2.XXXXXX") || die "cannot create a file next to $2"
+  if ! { cp "$1" "$tmp" && chmod 0755 "$tmp" && mv -f "$tmp" "$2"; }; then
+    rm -f "$tmp"
+    die "cannot copy $1 to $2"
+  fi
+}
+
 # build_platform PLATFORM TAG: the static binary, the base and the image of one platform.
 build_platform() {
   local platform=$1 tag=$2 arch ctx
@@ -192,8 +204,8 @@ build_platform() {
   phase "cargo build (static ws-init, ${arch})" build_ws_init_for "$arch"
   if [[ $arch == "$(host_arch)" ]]; then
     # The Dev Container Feature ships the host's binaries in its folder (gitignored).
-    install -m 0755 "$BIN" "$ROOT/features/ws-init/ws-init"
-    install -m 0755 "$(bringup_of "$BIN")" "$ROOT/features/ws-init/ws-init-bringup"
+    install_shared "$BIN" "$ROOT/features/ws-init/ws-init"
+    install_shared "$(bringup_of "$BIN")" "$ROOT/features/ws-init/ws-init-bringup"
     log "copied ws-init and ws-init-bringup into features/ws-init/ (the Feature's install.sh installs them from there)"
   fi
   phase "base image (${arch})" resolve_base_for "$arch"

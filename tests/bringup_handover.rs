@@ -45,10 +45,17 @@ fn bringup(env: &[(&str, &str)], fd_env: Option<&str>) -> Run {
         cmd.env(FD_ENV, v);
     }
     let w = write_end.as_raw_fd();
-    // SAFETY: dup2 only, between fork and exec, on a descriptor opened before.
+    // SAFETY: dup2 and fcntl only, between fork and exec, on a descriptor
+    // opened before.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(w, CHILD_FD) < 0 {
+            // dup2 onto itself keeps close-on-exec: clear it then.
+            let r = if w == CHILD_FD {
+                libc::fcntl(w, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(w, CHILD_FD)
+            };
+            if r < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

@@ -32,11 +32,17 @@ pub fn bring_up(core: &mut Core, program: &Path) -> Result<Handover, BringupFail
         .env(handover::FD_ENV, "3")
         .stdin(Stdio::null());
     let wfd = write_end.as_raw_fd();
-    // SAFETY: between fork and exec only dup2 (async-signal-safe) on a
-    // descriptor prepared before the fork.
+    // SAFETY: between fork and exec only dup2 or fcntl (async-signal-safe)
+    // on a descriptor prepared before the fork.
     unsafe {
         std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-            if libc::dup2(wfd, 3) < 0 {
+            // dup2 onto itself keeps close-on-exec: clear it then.
+            let r = if wfd == 3 {
+                libc::fcntl(wfd, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(wfd, 3)
+            };
+            if r < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
