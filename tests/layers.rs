@@ -66,6 +66,7 @@ const CORE_TABLE: &[(&str, &str)] = &[
     ("log", "base"),
     ("reactor", "base"),
     ("exit", "base"),
+    ("fd", "base"),
     ("http", "base"),
     ("procs", "base"),
     ("signals", "base"),

@@ -3,12 +3,13 @@
 //! exits. A panic or hang there cannot take PID 1 down: signals are still
 //! read meanwhile, and a stop request kills it.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::event_loop::Core;
+use crate::event_loop::{Core, Reading};
 use crate::exit::ChildExit;
+use crate::fd;
 use crate::handover::{self, Handover};
 use crate::signals;
 use crate::spawn::configure_child;
@@ -20,7 +21,8 @@ pub struct BringupFailed(pub i32);
 /// signals meanwhile. A stop signal (or a bring-up that never hands over)
 /// ends it; the caller then stops in order.
 pub fn bring_up(core: &mut Core, program: &Path) -> Result<Handover, BringupFailed> {
-    let (read_end, write_end) = match pipe() {
+    let pipe = fd::pipe().and_then(|(r, w)| fd::set_nonblocking(r.as_raw_fd()).map(|()| (r, w)));
+    let (read_end, write_end) = match pipe {
         Ok(p) => p,
         Err(e) => {
             error!("cannot create the pipe bring-up hands its plan over on: {e}");
@@ -61,7 +63,11 @@ pub fn bring_up(core: &mut Core, program: &Path) -> Result<Handover, BringupFail
     };
     drop(cmd);
     drop(write_end);
-    core.reading = Some((read_end, Vec::new(), false));
+    core.reading = Some(Reading {
+        pipe: read_end,
+        text: Vec::new(),
+        done: false,
+    });
     let mut stop = None;
     core.wait_until(None, |c| {
         while let Some(sig) = c.next_signal() {
@@ -74,9 +80,9 @@ pub fn bring_up(core: &mut Core, program: &Path) -> Result<Handover, BringupFail
                 );
             }
         }
-        stop.is_some() || c.reading.as_ref().is_some_and(|r| r.2)
+        stop.is_some() || c.reading.as_ref().is_some_and(|r| r.done)
     });
-    let (_, text, _) = core.reading.take().expect("set above");
+    let text = core.reading.take().expect("set above").text;
     if let Some(signo) = stop {
         info!(
             "{} received during bring-up: stopping",
@@ -110,21 +116,4 @@ pub fn bring_up(core: &mut Core, program: &Path) -> Result<Handover, BringupFail
             Err(BringupFailed(1))
         }
     }
-}
-
-/// A pipe: (read end nonblocking + CLOEXEC, write end CLOEXEC).
-fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills the two-element array on success.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors are fresh and owned by nobody else.
-    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: fcntl on a descriptor we own.
-    unsafe {
-        let fl = libc::fcntl(r.as_raw_fd(), libc::F_GETFL);
-        libc::fcntl(r.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
-    }
-    Ok((r, w))
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::dns::{Config as DnsConfig, Forwarder};
 use crate::exit::ChildExit;
+use crate::fd::{self, Read};
 use crate::handover::{Dockerd, Handover};
 use crate::reactor::{earliest, Interest};
 use crate::reaper::Children;
@@ -23,6 +24,31 @@ pub struct Incoming {
     pub action: Action,
 }
 
+/// A pipe read to its end by the loop, and what came so far.
+pub(crate) struct Reading {
+    pub pipe: OwnedFd,
+    pub text: Vec<u8>,
+    /// The writer closed it (or reading failed): `text` is all there is.
+    pub done: bool,
+}
+
+impl Reading {
+    /// Reads what the (nonblocking) pipe has now.
+    fn take_available(&mut self) {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match fd::read(self.pipe.as_raw_fd(), &mut chunk) {
+                Ok(Read::Data(n)) => self.text.extend_from_slice(&chunk[..n]),
+                Ok(Read::Empty) => return,
+                Ok(Read::End) | Err(_) => {
+                    self.done = true;
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// Everything PID 1 keeps running, and the poll loop over it.
 pub struct Core {
     sigfd: SignalFd,
@@ -32,7 +58,7 @@ pub struct Core {
     pub dockerd: Option<Supervisor>,
     pub dns: Option<Forwarder>,
     /// Output of a helper being read to its end (the handover).
-    pub(crate) reading: Option<(OwnedFd, Vec<u8>, bool)>,
+    pub(crate) reading: Option<Reading>,
     interest: Interest,
 }
 
@@ -60,8 +86,8 @@ impl Core {
         self.interest.clear();
         self.interest.read(fd);
         let mut due = deadline;
-        if let Some((pipe, _, _)) = &self.reading {
-            self.interest.read(pipe.as_raw_fd());
+        if let Some(r) = &self.reading {
+            self.interest.read(r.pipe.as_raw_fd());
         }
         if let Some(d) = &self.dockerd {
             d.register(&mut self.interest);
@@ -80,9 +106,9 @@ impl Core {
         if self.interest.readable(fd) {
             self.read_signals();
         }
-        if let Some((pipe, buf, eof)) = self.reading.as_mut() {
-            if self.interest.readable(pipe.as_raw_fd()) {
-                read_available(pipe, buf, eof);
+        if let Some(r) = self.reading.as_mut() {
+            if self.interest.readable(r.pipe.as_raw_fd()) {
+                r.take_available();
             }
         }
         if let Some(d) = self.dockerd.as_mut() {
@@ -163,37 +189,6 @@ impl Core {
                 return false;
             }
             self.turn(Some(deadline.min(now + Duration::from_millis(50))));
-        }
-    }
-}
-
-fn read_available(pipe: &OwnedFd, buf: &mut Vec<u8>, eof: &mut bool) {
-    let mut chunk = [0u8; 4096];
-    loop {
-        // SAFETY: reading into a stack buffer of the length given.
-        let n = unsafe {
-            libc::read(
-                pipe.as_raw_fd(),
-                chunk.as_mut_ptr() as *mut libc::c_void,
-                chunk.len(),
-            )
-        };
-        match n {
-            0 => {
-                *eof = true;
-                return;
-            }
-            n if n > 0 => buf.extend_from_slice(&chunk[..n as usize]),
-            _ => {
-                let e = std::io::Error::last_os_error();
-                if e.kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                if e.kind() != std::io::ErrorKind::WouldBlock {
-                    *eof = true;
-                }
-                return;
-            }
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod dns;
 pub mod entry;
 pub mod event_loop;
 pub mod exit;
+pub mod fd;
 pub mod handover;
 pub mod http;
 pub mod inner_containers;

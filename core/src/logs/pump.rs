@@ -4,10 +4,11 @@
 //! turns but each stream's unfinished line.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Instant;
 
 use super::{LineSplitter, LogSink};
+use crate::fd::{pipe, read, set_nonblocking, Read};
 use crate::reactor::Interest;
 
 /// Bytes read at once: a pipe's worth of short lines, on the stack (only
@@ -56,60 +57,6 @@ pub fn pipes_for_child() -> io::Result<(LogPipes, ChildOutput)> {
             stderr: err_w,
         },
     ))
-}
-
-/// `pipe2(O_CLOEXEC)`: (read end, write end).
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [-1; 2];
-    // SAFETY: `fds` is a writable array of two ints, as pipe2 requires.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    use std::os::fd::FromRawFd;
-    // SAFETY: pipe2 succeeded: two fresh descriptors that nothing else owns.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
-}
-
-fn set_nonblocking(fd: RawFd) -> io::Result<()> {
-    // SAFETY: fcntl on a descriptor the caller owns; no pointers involved.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// What one read gave.
-enum Read {
-    Data(usize),
-    /// Nothing more for now.
-    Empty,
-    /// End of file: every writer (dockerd, and containerd that inherited
-    /// the pipe) has closed it.
-    End,
-}
-
-fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<Read> {
-    loop {
-        // SAFETY: `buf` is writable for `buf.len()` bytes.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n > 0 {
-            return Ok(Read::Data(n as usize));
-        }
-        if n == 0 {
-            return Ok(Read::End);
-        }
-        let e = io::Error::last_os_error();
-        match e.kind() {
-            io::ErrorKind::Interrupted => continue,
-            io::ErrorKind::WouldBlock => return Ok(Read::Empty),
-            _ => return Err(e),
-        }
-    }
 }
 
 impl LogPipes {
@@ -281,7 +228,7 @@ mod tests {
     #[test]
     fn the_read_ends_are_nonblocking_and_all_ends_close_on_exec() {
         let (pipes, child) = pipes_for_child().unwrap();
-        let flags = |fd: RawFd, cmd| {
+        let flags = |fd: std::os::fd::RawFd, cmd| {
             // SAFETY: F_GETFL/F_GETFD on descriptors this test owns.
             unsafe { libc::fcntl(fd, cmd) }
         };
