@@ -17,6 +17,9 @@ use crate::reaper::Children;
 use crate::signals::{self, Action, SignalFd};
 use crate::supervisor::{Spec, Supervisor};
 
+/// How often a wait on processes that are not our children looks again.
+pub const NOT_OURS_POLL: Duration = Duration::from_millis(50);
+
 /// A signal for the flow, with what to do about it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Incoming {
@@ -150,16 +153,38 @@ impl Core {
     pub fn wait_until(
         &mut self,
         deadline: Option<Instant>,
+        done: impl FnMut(&mut Core) -> bool,
+    ) -> bool {
+        self.wait(deadline, None, done)
+    }
+
+    /// As [`Core::wait_until`], for a condition no event announces
+    /// (processes that are not our children end without a SIGCHLD to us):
+    /// also checked every `period`.
+    pub fn wait_polling(
+        &mut self,
+        deadline: Option<Instant>,
+        period: Duration,
+        done: impl FnMut(&mut Core) -> bool,
+    ) -> bool {
+        self.wait(deadline, Some(period), done)
+    }
+
+    fn wait(
+        &mut self,
+        deadline: Option<Instant>,
+        period: Option<Duration>,
         mut done: impl FnMut(&mut Core) -> bool,
     ) -> bool {
         loop {
             if done(self) {
                 return true;
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
                 return false;
             }
-            self.turn(deadline);
+            self.turn(earliest(deadline, period.map(|p| now + p)));
         }
     }
 
@@ -180,16 +205,7 @@ impl Core {
     /// Waits until nothing but us is left, checking every 50 ms for the
     /// processes that are not our children. True if nothing is left.
     pub(crate) fn wait_nothing_left(&mut self, deadline: Instant) -> bool {
-        loop {
-            if self.children.nothing_left() {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            self.turn(Some(deadline.min(now + Duration::from_millis(50))));
-        }
+        self.wait_polling(Some(deadline), NOT_OURS_POLL, |c| c.children.nothing_left())
     }
 }
 

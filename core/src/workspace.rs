@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::bringup_child::{bring_up, BringupFailed};
-use crate::event_loop::{start_docker, Core, Incoming};
+use crate::event_loop::{start_docker, Core, Incoming, NOT_OURS_POLL};
 use crate::exit::{spawn_error_code, ChildExit};
 use crate::handover::DockerWait;
 use crate::log;
@@ -270,7 +270,7 @@ fn wait_outsiders(core: &mut Core, outsiders: &[i32], deadlines: &StopDeadlines)
     if outsiders.is_empty() {
         return;
     }
-    let gone = core.wait_until(Some(deadlines.main), |c| {
+    let gone = core.wait_polling(Some(deadlines.main), NOT_OURS_POLL, |c| {
         // Drained: nobody is left to forward them to.
         while c.next_signal().is_some() {}
         all_gone(outsiders)
