@@ -10,9 +10,8 @@
 //! configuration error (nothing written); 1 when the handover cannot be
 //! written.
 
-use std::ffi::OsString;
 use std::io::Write;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use tracing::{error, info, warn};
@@ -30,33 +29,15 @@ use ws_init_core::spawn::RunAs;
 /// With `claim`, the descriptor is taken and made close-on-exec at once.
 /// Call first thing in `main`, while the process has one thread.
 pub fn take_handover_fd(claim: bool) -> Option<Result<OwnedFd, String>> {
-    let value = std::env::var_os(handover::FD_ENV)?;
-    std::env::remove_var(handover::FD_ENV);
-    claim.then(|| claim_fd(&value))
-}
-
-fn claim_fd(value: &OsString) -> Result<OwnedFd, String> {
-    let bad = |why: &str| {
-        format!(
-            "{}={value:?}: {why}; `ws-init-bringup __bringup` is started by ws-init (PID 1), which passes a pipe there",
-            handover::FD_ENV
-        )
-    };
-    let fd: i32 = value
-        .to_str()
-        .and_then(|s| s.parse().ok())
-        .filter(|fd| *fd > 2)
-        .ok_or_else(|| bad("not a descriptor number above 2"))?;
-    // SAFETY: F_SETFD on a number: fails with EBADF when it is not open.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
-        return Err(bad(&format!(
-            "not an open descriptor ({})",
-            std::io::Error::last_os_error()
-        )));
+    if !claim {
+        std::env::remove_var(handover::FD_ENV);
+        return None;
     }
-    // SAFETY: open (checked above) and handed to this process alone; owned
-    // from here on.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    handover::take_fd_from_env(handover::FD_ENV).map(|r| {
+        r.map_err(|why| {
+            format!("{why}; `ws-init-bringup __bringup` is started by ws-init (PID 1), which passes a pipe there")
+        })
+    })
 }
 
 /// `ws-init-bringup __bringup` with its handover descriptor: returns the exit status.
@@ -592,21 +573,6 @@ mod tests {
                 "{:?}",
                 d.said
             );
-        }
-    }
-
-    #[test]
-    fn the_handover_descriptor_is_claimed_close_on_exec() {
-        let (r, w) = nix::unistd::pipe().unwrap();
-        let raw = std::os::fd::IntoRawFd::into_raw_fd(w);
-        let fd = claim_fd(&OsString::from(raw.to_string())).unwrap();
-        // SAFETY: F_GETFD on a descriptor this test owns.
-        let flags = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::F_GETFD) };
-        assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
-        drop((fd, r));
-        for bad in ["x", "-1", "2", ""] {
-            let e = claim_fd(&OsString::from(bad)).unwrap_err();
-            assert!(e.contains("not a descriptor number above 2"), "{e}");
         }
     }
 

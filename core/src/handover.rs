@@ -8,6 +8,7 @@
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -75,6 +76,36 @@ pub struct Dns {
     /// dockerd's arguments that name the forwarder: dropped when it cannot
     /// listen, so dockerd's defaults apply instead of a silent server.
     pub dockerd_args: Vec<String>,
+}
+
+/// Takes the descriptor the environment variable `name` names, and removes
+/// the variable so that no child sees it. `None` when it is not set; else
+/// the descriptor, close-on-exec from now on, or why the value is unusable.
+/// Call while the process has one thread.
+pub fn take_fd_from_env(name: &str) -> Option<Result<OwnedFd, String>> {
+    let value = std::env::var_os(name)?;
+    std::env::remove_var(name);
+    Some(claim_fd(name, &value))
+}
+
+/// The descriptor `value` (of variable `name`) names: a number above 2 that
+/// is open; made close-on-exec and owned from here on.
+pub fn claim_fd(name: &str, value: &std::ffi::OsStr) -> Result<OwnedFd, String> {
+    let fd: i32 = value
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .filter(|fd| *fd > 2)
+        .ok_or_else(|| format!("{name}={value:?}: not a descriptor number above 2"))?;
+    // SAFETY: F_SETFD on a number: fails with EBADF when it is not open.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+        return Err(format!(
+            "{name}={value:?}: not an open descriptor ({})",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: open (checked above) and handed to this process alone; owned
+    // from here on.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// A handover that cannot be read: a bug (both sides are one build).
@@ -437,6 +468,27 @@ mod tests {
                 dockerd_args: vec!["--dns=172.17.0.2".into()],
             }),
         }
+    }
+
+    #[test]
+    fn a_handed_over_descriptor_is_claimed_close_on_exec() {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills the two-element array.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), 0) }, 0);
+        // SAFETY: the read end is ours to own.
+        let _r = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        let fd = claim_fd(FD_ENV, fds[1].to_string().as_ref()).unwrap();
+        // SAFETY: F_GETFD on a descriptor this test owns.
+        let flags = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&fd), libc::F_GETFD) };
+        assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+        for bad in ["x", "-1", "2", ""] {
+            let e = claim_fd(FD_ENV, bad.as_ref()).unwrap_err();
+            assert!(e.contains("not a descriptor number above 2"), "{e}");
+            assert!(e.starts_with(FD_ENV), "{e}");
+        }
+        drop(fd);
+        let e = claim_fd(FD_ENV, fds[1].to_string().as_ref()).unwrap_err();
+        assert!(e.contains("not an open descriptor"), "{e}");
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::Instant;
 
 use crate::event_loop::{start_docker, Core};
@@ -20,30 +20,19 @@ use crate::signals::{self, SignalFd};
 use crate::stop::{stop_everything, StopDeadlines};
 use crate::supervise::State;
 
-/// The environment variable naming the report pipe's descriptor.
-pub const REPORT_FD_ENV: &str = "WS_INIT_REPORT_FD";
-
 pub struct Taken {
-    handover: Option<OwnedFd>,
+    handover: Option<Result<OwnedFd, String>>,
     report: Option<File>,
-}
-
-fn take(env: &str) -> Option<OwnedFd> {
-    let fd: i32 = std::env::var(env).ok()?.parse().ok()?;
-    std::env::remove_var(env);
-    // SAFETY: F_GETFD only checks that the descriptor is open.
-    if fd < 3 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return None;
-    }
-    // SAFETY: the exec contract hands this descriptor to us alone.
-    Some(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Takes the handed-over descriptors (before anything else is opened).
 pub fn take_fds() -> Taken {
     Taken {
-        handover: take(handover::FD_ENV),
-        report: take(REPORT_FD_ENV).map(File::from),
+        handover: handover::take_fd_from_env(handover::FD_ENV),
+        // Unusable, it cannot carry a report either: the log says why.
+        report: handover::take_fd_from_env(handover::REPORT_FD_ENV)
+            .and_then(|r| r.map_err(|why| eprintln!("ws-init: {why}")).ok())
+            .map(File::from),
     }
 }
 
@@ -58,7 +47,8 @@ pub fn run(taken: Taken) -> i32 {
     let mut report = taken.report;
     let mut text = String::new();
     let read = match taken.handover {
-        Some(fd) => File::from(fd).read_to_string(&mut text).map_err(|e| e.to_string()),
+        Some(Ok(fd)) => File::from(fd).read_to_string(&mut text).map_err(|e| e.to_string()),
+        Some(Err(why)) => Err(why),
         None => Err(format!(
             "{} is not set: `ws-init __supervise-docker` is run by `ws-init start-docker`, not by hand",
             handover::FD_ENV
