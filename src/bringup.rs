@@ -303,18 +303,6 @@ fn apply_step(step: &Step) -> Result<String, ApplyError> {
     }
 }
 
-/// Deletes the stale `docker*.pid` files under /run and /var/run, found the
-/// way the startup probe finds them: the dockerd supervisor calls it before
-/// each restart, when the crashed daemon's file is left behind.
-pub fn remove_stale_pid_files() -> Result<Vec<std::path::PathBuf>, prepare::PrepareError> {
-    let stale: Vec<_> = probe::find_pid_files(Path::new("/"))
-        .into_iter()
-        .filter(probe::PidFile::is_stale)
-        .map(|f| f.path)
-        .collect();
-    prepare::remove_pid_files(&RealSyscalls, &stale)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

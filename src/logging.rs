@@ -19,9 +19,10 @@ pub fn effective_level(level: LogLevel, level_set: bool, stderr_is_terminal: boo
     ws_init_core::log::effective_level(level.into(), level_set, stderr_is_terminal).into()
 }
 
-/// Sends the core's lines (dockerd's echoed warnings, the dockerd log's
-/// troubles) through the tracing subscriber in effect, so they share its
-/// format, level filter and captures. Idempotent.
+/// Sends the lines of core code running in this program (the tests that
+/// drive the core's parts capture them this way) through the tracing
+/// subscriber in effect, so they share its format, level filter and
+/// captures. Idempotent.
 pub fn route_core_log() {
     use ws_init_core::log::Level;
     fn forward(level: Level, args: std::fmt::Arguments<'_>) {

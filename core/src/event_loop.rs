@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::dns::{Config as DnsConfig, Forwarder};
 use crate::exit::ChildExit;
 use crate::fd::{self, Read};
-use crate::handover::{Dockerd, Handover};
+use crate::handover::Handover;
 use crate::reactor::{earliest, Interest};
 use crate::reaper::Children;
 use crate::signals::{self, Action, SignalFd};
@@ -212,23 +212,19 @@ impl Core {
 /// Starts the DNS forwarder and dockerd as handed over. Returns whether
 /// dockerd is supervised.
 pub fn start_docker(core: &mut Core, h: &mut Handover) -> bool {
-    let Some(d) = h.dockerd.take() else {
+    let Some(mut d) = h.dockerd.take() else {
         return false;
     };
     // The forwarder listens before dockerd hands its address out.
-    let args = match &h.dns {
-        Some(dns) => {
-            let cfg = DnsConfig::new(dns.listen, dns.upstreams.clone());
-            let (forwarder, args) = crate::dns::start_planned(cfg, &d.args, &dns.dockerd_args);
-            core.dns = forwarder;
-            args
-        }
-        None => d.args.clone(),
-    };
-    if d.run_as.is_none() {
-        info!("starting dockerd {}", args.join(" "));
+    if let Some(dns) = &h.dns {
+        let cfg = DnsConfig::new(dns.listen, dns.upstreams.clone());
+        let (forwarder, args) = crate::dns::start_planned(cfg, &d.args, &dns.dockerd_args);
+        core.dns = forwarder;
+        d.args = args;
     }
-    let d = Dockerd { args, ..d };
+    if d.run_as.is_none() {
+        info!("starting dockerd {}", d.args.join(" "));
+    }
     core.dockerd = Some(Supervisor::start(Spec::new(d, h.stop_timeout)));
     true
 }

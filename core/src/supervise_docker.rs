@@ -62,12 +62,9 @@ pub fn run(taken: Taken) -> i32 {
             return 1;
         }
     };
+    // start-docker made this process a session leader and a child
+    // subreaper before the exec, which keeps both; it said it started.
     crate::log::init(h.log_level, h.log_json);
-    if let Err(e) = crate::pid1::become_subreaper_if_needed() {
-        warn!(
-            "cannot become child subreaper ({e}); orphans of dockerd's subtree are reaped by PID 1"
-        );
-    }
     let sigfd = match SignalFd::open() {
         Ok(fd) => fd,
         Err(e) => {
@@ -77,10 +74,6 @@ pub fn run(taken: Taken) -> i32 {
         }
     };
     let mut core = Core::new(sigfd);
-    info!(
-        "Docker supervisor started (ws-init start-docker) pid={}",
-        std::process::id()
-    );
     if !start_docker(&mut core, &mut h) {
         let reason = "no dockerd to supervise in the handover".to_string();
         send(&mut report, &Report::Failed { reason });
