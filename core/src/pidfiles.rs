@@ -9,9 +9,15 @@ use std::path::{Path, PathBuf};
 /// `docker*.pid` files (any case) and `containerd.pid` under `root`'s /run
 /// and /var/run, like upstream's `find /run /var/run -iname 'docker*.pid'`
 /// (depth-bounded; a /var/run symlink is not walked twice). Paths are
-/// under `root`.
+/// under `root`. Only directories nobody else can change are walked (see
+/// [`walkable`]): root removes what is found, and a user who could swap a
+/// directory for a link could point that elsewhere. dockerd's own pid
+/// files never live in such a directory (`/run/user/UID`, `/run/lock`).
 pub fn candidates(root: &Path) -> Vec<PathBuf> {
     fn walk(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) {
+        if !std::fs::symlink_metadata(dir).is_ok_and(|m| walkable(&m)) {
+            return;
+        }
         let Ok(rd) = std::fs::read_dir(dir) else {
             return;
         };
@@ -46,6 +52,15 @@ pub fn candidates(root: &Path) -> Vec<PathBuf> {
         walk(&dir, 0, &mut found);
     }
     found
+}
+
+/// A real directory (not a link) owned by root or by ourselves that only
+/// its owner may write.
+pub fn walkable(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    meta.file_type().is_dir() && (meta.uid() == 0 || meta.uid() == me) && meta.mode() & 0o022 == 0
 }
 
 /// The pid a pid file names, if it holds one.
@@ -106,6 +121,15 @@ mod tests {
         ] {
             std::fs::write(r.join(f), "1").unwrap();
         }
+        // A directory others may write is not walked: its pid file is
+        // not dockerd's, and root does not remove files there.
+        std::fs::create_dir_all(r.join("run/user/1000")).unwrap();
+        std::fs::write(r.join("run/user/1000/docker.pid"), "1").unwrap();
+        std::fs::set_permissions(
+            r.join("run/user/1000"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
         let mut found: Vec<_> = candidates(r)
             .iter()
             .map(|p| p.strip_prefix(r).unwrap().to_path_buf())
