@@ -236,7 +236,7 @@ impl AsRawFd for SignalFd {
 }
 
 /// Reads one `signalfd_siginfo`; `None` when nothing is pending.
-pub fn read_one(fd: i32) -> io::Result<Option<Received>> {
+fn read_one(fd: i32) -> io::Result<Option<Received>> {
     // SAFETY: a plain C struct for which all zeroes is valid.
     let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
     let size = std::mem::size_of::<libc::signalfd_siginfo>();
