@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 /// `docker*.pid` files (any case) and `containerd.pid` under `root`'s /run
 /// and /var/run, like upstream's `find /run /var/run -iname 'docker*.pid'`
 /// (depth-bounded; a /var/run symlink is not walked twice). Paths are
-/// under `root`. Only directories nobody else can change are walked (see
-/// [`walkable`]): root removes what is found, and a user who could swap a
-/// directory for a link could point that elsewhere. dockerd's own pid
-/// files never live in such a directory (`/run/user/UID`, `/run/lock`).
+/// under `root`. Only directories whose entries nobody else can replace are
+/// walked (see [`walkable`]): root removes what is found, and a user who
+/// could swap a directory for a link could point that elsewhere. dockerd's
+/// own pid files never live in one that is not (`/run/user/UID`).
 pub fn candidates(root: &Path) -> Vec<PathBuf> {
     fn walk(dir: &Path, depth: u32, out: &mut Vec<PathBuf>) {
         if !std::fs::symlink_metadata(dir).is_ok_and(|m| walkable(&m)) {
@@ -54,13 +54,18 @@ pub fn candidates(root: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// A real directory (not a link) owned by root or by ourselves that only
-/// its owner may write.
+/// A real directory (not a link) owned by root or by ourselves whose
+/// entries nobody else can replace: only its owner may write it, or it is
+/// sticky (a tmpfs /run is 1777: others may add entries there, never rename
+/// or remove ours; theirs are skipped, being theirs).
 pub fn walkable(meta: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
     // SAFETY: geteuid cannot fail.
     let me = unsafe { libc::geteuid() };
-    meta.file_type().is_dir() && (meta.uid() == 0 || meta.uid() == me) && meta.mode() & 0o022 == 0
+    let mode = meta.mode();
+    meta.file_type().is_dir()
+        && (meta.uid() == 0 || meta.uid() == me)
+        && (mode & 0o022 == 0 || mode & libc::S_ISVTX != 0)
 }
 
 /// The pid a pid file names, if it holds one.
@@ -122,14 +127,14 @@ mod tests {
             std::fs::write(r.join(f), "1").unwrap();
         }
         // A directory others may write is not walked: its pid file is
-        // not dockerd's, and root does not remove files there.
-        std::fs::create_dir_all(r.join("run/user/1000")).unwrap();
-        std::fs::write(r.join("run/user/1000/docker.pid"), "1").unwrap();
-        std::fs::set_permissions(
-            r.join("run/user/1000"),
-            std::os::unix::fs::PermissionsExt::from_mode(0o777),
-        )
-        .unwrap();
+        // not dockerd's, and root does not remove files there. A sticky one
+        // (a tmpfs /run, /run/lock) is: nobody can replace our entries.
+        use std::os::unix::fs::PermissionsExt;
+        for (dir, mode) in [("run/user/1000", 0o777), ("run/lock", 0o1777)] {
+            std::fs::create_dir_all(r.join(dir)).unwrap();
+            std::fs::write(r.join(dir).join("docker.pid"), "1").unwrap();
+            std::fs::set_permissions(r.join(dir), PermissionsExt::from_mode(mode)).unwrap();
+        }
         let mut found: Vec<_> = candidates(r)
             .iter()
             .map(|p| p.strip_prefix(r).unwrap().to_path_buf())
@@ -139,6 +144,7 @@ mod tests {
             "run/DOCKER-x.PID",
             "run/docker/containerd/containerd.pid",
             "run/docker.pid",
+            "run/lock/docker.pid",
         ]
         .iter()
         .map(PathBuf::from)
